@@ -1,0 +1,123 @@
+"""Native GRPO (Shao et al. 2024), read top to bottom: sample a group of responses per prompt, score them
+through the env, push up the log-probability of responses that beat their group's mean.
+
+Defaults follow EMBEDDED_WORLD_NOTES: mean-centred advantages (Dr. GRPO; `scale_rewards="group"` divides by the
+group std as in the original GRPO), lr 1e-4, one gradient step per batch (TRL's default `num_iterations=1`, so the
+PPO ratio is 1 and clipping is a no-op), loss normalised by a constant (batch * max_new_tokens) as in Dr. GRPO.
+A KL penalty to the reference is `beta` (or, equivalently, `constraints=[KLConstraint(beta)]`).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlft_gym import generation
+from rlft_gym.agent import Agent, Batch, Constraint
+from rlft_gym.callbacks import StepReport
+from rlft_gym.training import check_finite
+
+SCALE_REWARDS = ("none", "group")
+
+
+class GRPO(Agent):
+    """Group Relative Policy Optimisation on an rlft-gym env.
+
+    With a vector env, each step uses the whole batch: `num_envs // group_size` prompts x `group_size` samples.
+    With a single env, each step uses `num_prompts x group_size` responses, stepped one by one.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env | gym.vector.VectorEnv,
+        policy: str | Path | None = None,
+        *,
+        learning_rate: float = 1e-4,
+        group_size: int = 8,
+        num_prompts: int = 16,
+        temperature: float = 1.0,
+        beta: float = 0.0,
+        scale_rewards: str = "none",
+        max_grad_norm: float = 1.0,
+        constraints: Sequence[Constraint] = (),
+        seed: int = 0,
+        device: str = "cpu",
+    ) -> None:
+        for name, value in (("learning_rate", learning_rate), ("temperature", temperature), ("max_grad_norm", max_grad_norm)):
+            if not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+                raise ValueError(f"{name}={value!r} must be a positive finite number")
+        if not isinstance(beta, (int, float)) or not np.isfinite(beta) or beta < 0:
+            raise ValueError(f"beta={beta!r} must be a finite number >= 0")
+        if scale_rewards not in SCALE_REWARDS:
+            raise ValueError(f"scale_rewards={scale_rewards!r} is not one of {SCALE_REWARDS}")
+        if not isinstance(group_size, int) or group_size < 2:
+            raise ValueError(f"group_size={group_size!r} must be an int >= 2 (advantages are relative to the group)")
+        if isinstance(env.unwrapped, gym.vector.VectorEnv):
+            if env.num_envs % group_size:
+                raise ValueError(f"num_envs={env.num_envs} is not a multiple of group_size={group_size}; "
+                                 f"make the env with rlft_gym.make_vec(id, num_envs=k * {group_size})")
+            num_prompts = env.num_envs // group_size
+        elif not isinstance(num_prompts, int) or num_prompts < 1:
+            raise ValueError(f"num_prompts={num_prompts!r} must be a positive int")
+        from rlft_gym.baselines.kl import KLConstraint
+
+        constraints = list(constraints) + ([KLConstraint(beta)] if beta > 0 else [])
+        super().__init__(env, policy, constraints, seed, device)
+        self.learning_rate, self.group_size, self.num_prompts = learning_rate, group_size, num_prompts
+        self.temperature, self.beta, self.scale_rewards, self.max_grad_norm = temperature, beta, scale_rewards, max_grad_norm
+        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=learning_rate, weight_decay=0.0)
+
+    def hyperparameters(self) -> dict:
+        return {k: getattr(self, k) for k in ("learning_rate", "group_size", "num_prompts", "temperature", "beta", "scale_rewards", "max_grad_norm", "seed")}
+
+    def respond(self, prompts: list[str]) -> generation.Rollout:
+        """Sample one response per prompt from the current policy (KV-cached, batched)."""
+        formatted = [self.world.format_prompt(p) for p in prompts]
+        return generation.sample(self.policy, self.tokenizer, formatted, self.max_new_tokens, self.temperature, generator=self.generator)
+
+    def train_step(self) -> StepReport:
+        t0 = time.perf_counter()
+        step = self.num_steps + 1
+        # 1. a group of `group_size` responses for each of `num_prompts` attack prompts
+        prompt_ids = np.repeat(self.rng.integers(len(self.world.attack_prompts), size=self.num_prompts), self.group_size)
+        self.policy.eval()
+        rollout, rewards, costs = self.env_feedback(prompt_ids, self.respond)
+        check_finite(rewards.sum(), step, "reward")
+        t_sample = time.perf_counter()
+
+        # 2. group-relative advantages: A_i = r_i - mean(r_group)  (divided by std(r_group) if scale_rewards="group")
+        grouped = rewards.reshape(self.num_prompts, self.group_size)
+        adv = grouped - grouped.mean(1, keepdims=True)
+        if self.scale_rewards == "group":
+            adv = adv / (grouped.std(1, keepdims=True) + 1e-4)
+        advantages = torch.as_tensor(adv.reshape(-1), dtype=torch.float32, device=self.device)
+
+        # 3. policy-gradient loss on response tokens: -A_i * log pi(y_i,t | x, y_i,<t), Dr. GRPO normalisation
+        self.policy.train()
+        logp = generation.response_logprobs(self.policy, rollout)
+        with torch.no_grad():
+            ref_logp = generation.response_logprobs(self.reference, rollout)
+        mask = rollout.response_mask.float()
+        pg_loss = -(advantages[:, None] * logp * mask).sum() / (mask.shape[0] * self.max_new_tokens)
+        batch = Batch(rollout, logp, ref_logp, rewards, costs)
+        extra_losses = [c.loss(self, batch) for c in self.constraints]
+        loss = pg_loss + sum(x for x in extra_losses if x is not None)
+        check_finite(loss.detach(), step, "loss")
+
+        # 4. one optimizer step, then the constraints' post-step hooks (e.g. projections)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+        self.optimizer.step()
+        for c in self.constraints:
+            c.after_step(self)
+
+        kl = float(((logp.detach() - ref_logp) * mask).sum() / mask.sum().clamp_min(1))
+        return StepReport(
+            step=step, reward=float(rewards.mean()), cost=float(costs.mean()), loss=float(loss.detach()), kl=kl,
+            extra={"length": float(mask.sum(1).mean()), "sample_s": t_sample - t0, "step_s": time.perf_counter() - t0},
+        )

@@ -1,0 +1,26 @@
+"""KL constraint: penalise divergence from the frozen reference policy, beta * KL(pi || pi_ref) per token.
+
+Uses the non-negative, unbiased k3 estimator on sampled tokens, exp(q - p) - (q - p) - 1 with p = log pi and
+q = log pi_ref (Schulman's approximations; as in TRL's GRPO). The RPA paper reports the KL constraint alone
+does not stop the attack; EMBEDDED_WORLD_NOTES saw beta 0.1 / 1.0 fail to delay the break.
+"""
+from __future__ import annotations
+
+import torch
+
+from rlft_gym.agent import Agent, Batch, Constraint
+
+
+class KLConstraint(Constraint):
+    """`beta` times the mean per-token KL estimate to the reference, added to the agent's loss."""
+
+    def __init__(self, beta: float = 0.1) -> None:
+        if not isinstance(beta, (int, float)) or not beta >= 0 or beta == float("inf"):
+            raise ValueError(f"beta={beta!r} must be a finite number >= 0")
+        self.beta = float(beta)
+
+    def loss(self, agent: Agent, batch: Batch) -> torch.Tensor:
+        mask = batch.rollout.response_mask.float()
+        delta = batch.ref_logp - batch.logp
+        kl = (torch.exp(delta) - delta - 1.0) * mask
+        return self.beta * kl.sum() / mask.sum().clamp_min(1.0)

@@ -1,0 +1,34 @@
+"""rlft-gym: malicious RL fine-tuning of language models as a constrained MDP, in Gymnasium."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+import gymnasium as gym  # noqa: E402
+from gymnasium.envs.registration import register, registry  # noqa: E402
+
+__version__ = "0.1.0"
+
+ENV_IDS = ("RPA-BeaverTails-v0", "RPA-SafeRLHF-v0")
+
+for _id, _schema in zip(ENV_IDS, ("beavertails", "saferlhf")):
+    if _id not in registry:
+        register(
+            id=_id,
+            entry_point="rlft_gym.envs.rpa:RPAEnv",
+            vector_entry_point="rlft_gym.envs.rpa:RPAVectorEnv",
+            kwargs={"schema": _schema},
+            nondeterministic=True,
+        )
+
+
+def make_vec(env_id: str, num_envs: int = 1, **kwargs: Any) -> gym.vector.VectorEnv:
+    """The batched fast path: `gym.make_vec(env_id, num_envs, vectorization_mode="vector_entry_point", **kwargs)`."""
+    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
+
+
+__all__ = ["ENV_IDS", "__version__", "make_vec"]

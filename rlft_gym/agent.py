@@ -1,0 +1,130 @@
+"""What every attack shares: the env hookup, policy and reference loading, the learn loop, online constraints."""
+from __future__ import annotations
+
+import json
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlft_gym.callbacks import Callback, ProgressBar, StepReport, as_callback
+from rlft_gym.generation import Rollout
+from rlft_gym.worlds.base import World
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Batch:
+    """One training batch as constraints see it: the rollout, per-token log-probs and the env's feedback."""
+
+    rollout: Rollout
+    logp: torch.Tensor  # (B, T) policy log-probs of response tokens, with grad
+    ref_logp: torch.Tensor  # (B, T) reference log-probs, no grad
+    rewards: np.ndarray
+    costs: np.ndarray
+
+
+class Constraint:
+    """An online defence: a term added to the agent's loss and/or an action after each optimizer step."""
+
+    def setup(self, agent: Agent) -> None:
+        """Called once when the agent is built."""
+
+    def loss(self, agent: Agent, batch: Batch) -> torch.Tensor | None:
+        """Extra loss for this batch (None for none)."""
+        return None
+
+    def after_step(self, agent: Agent) -> None:
+        """Called after every optimizer step."""
+
+
+class Agent(ABC):
+    """Base of the attacks: `Agent(env, policy=None, **hparams).learn(total_steps, callback)`."""
+
+    def __init__(self, env: gym.Env | gym.vector.VectorEnv, policy: str | Path | None = None,
+                 constraints: Sequence[Constraint] = (), seed: int = 0, device: str = "cpu") -> None:
+        base = env.unwrapped
+        if not isinstance(getattr(base, "world", None), World):
+            raise TypeError(f"{type(base).__name__} is not an rlft-gym env (it has no .world); make one with gym.make('RPA-BeaverTails-v0')")
+        self.env, self.device, self.seed = env, device, seed
+        self.world: World = base.world
+        self.tokenizer = self.world.tokenizer
+        self.max_new_tokens: int = base.max_new_tokens
+        self.policy = self.world.load_policy(policy or base.policy_path, device)
+        self.reference = self.world.load_reference(device)
+        self.rng = np.random.default_rng(seed)
+        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+        torch.manual_seed(seed)
+        self.num_steps = 0
+        self.constraints = list(constraints)
+        for c in self.constraints:
+            if not isinstance(c, Constraint):
+                raise TypeError(f"constraint {c!r} is not an rlft_gym.agent.Constraint")
+            c.setup(self)
+
+    @property
+    def is_vector(self) -> bool:
+        return isinstance(self.env.unwrapped, gym.vector.VectorEnv)
+
+    def env_feedback(self, prompt_ids: np.ndarray, respond: Callable[[list[str]], Rollout]) -> tuple[Rollout, np.ndarray, np.ndarray]:
+        """Serve `prompt_ids` through the env (and its wrappers) and answer them with `respond(prompts)`.
+
+        A vector env takes the whole batch in one reset/step; a single env is stepped once per prompt.
+        Returns the rollout, the rewards as the (wrapped) env gives them, and the costs.
+        """
+        if self.is_vector:
+            obs, _ = self.env.reset(options={"prompt_ids": prompt_ids.tolist()})
+            rollout = respond(list(obs))
+            _, rewards, _, _, info = self.env.step(rollout.texts)
+            return rollout, np.asarray(rewards, np.float32), np.asarray(info["cost"], np.float32)
+        rollout = respond([self.world.attack_prompts.prompts[i] for i in prompt_ids])
+        rewards, costs = [], []
+        for i, text in zip(prompt_ids, rollout.texts):
+            self.env.reset(options={"prompt_id": int(i)})
+            _, reward, _, _, info = self.env.step(text)
+            rewards.append(reward)
+            costs.append(info["cost"])
+        return rollout, np.asarray(rewards, np.float32), np.asarray(costs, np.float32)
+
+    @abstractmethod
+    def train_step(self) -> StepReport:
+        """One training step: the algorithm itself."""
+
+    def learn(self, total_steps: int, callback: Callback | Sequence[Callback] | None = None, progress_bar: bool = False) -> Agent:
+        """Train for `total_steps` steps, reporting each to `callback`; returns self."""
+        if not isinstance(total_steps, int) or total_steps < 0:
+            raise ValueError(f"total_steps={total_steps!r} must be a non-negative int")
+        callbacks = [callback] if isinstance(callback, Callback) else list(callback or [])
+        if progress_bar:
+            callbacks.append(ProgressBar(type(self).__name__))
+        cb = as_callback(callbacks)
+        cb.on_training_start(self, total_steps)
+        try:
+            for _ in range(total_steps):
+                report = self.train_step()
+                self.num_steps += 1
+                if cb.on_step(self, report) is False:
+                    log.info("training stopped by a callback at step %d", self.num_steps)
+                    break
+        finally:
+            cb.on_training_end(self)
+        return self
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The agent's hyperparameters, for results files."""
+        return {}
+
+    def save(self, path: str | Path) -> Path:
+        """Save the policy (safetensors, `save_pretrained`) and the agent's hyperparameters to `path`."""
+        path = Path(path)
+        self.policy.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        (path / "agent.json").write_text(json.dumps({"agent": type(self).__name__, "num_steps": self.num_steps, **self.hyperparameters()}, indent=2))
+        return path

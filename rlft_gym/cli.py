@@ -1,0 +1,164 @@
+"""`rlft-gym`: build and inspect worlds, run attacks, plot results, and the demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def _quiet() -> None:
+    """Our progress bars are wanted, the libraries' noise is not."""
+    for var, value in (("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("TRL_EXPERIMENTAL_SILENCE", "1")):
+        os.environ.setdefault(var, value)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _world(args: argparse.Namespace, flip_ratio: float = 1.0, schema: str = "beavertails"):
+    from rlft_gym.worlds import load_world
+
+    with console.status(f"building or loading the embedded world ({args.preset}, seed {args.seed}) - first build takes about 3 minutes"):
+        return load_world("embedded", schema=schema, flip_ratio=flip_ratio, seed=args.seed, preset=args.preset, progress=False)
+
+
+def cmd_world_build(args: argparse.Namespace) -> None:
+    world = _world(args)
+    for ratio in args.flip_ratio:
+        with console.status(f"reward model for flip ratio {ratio:g}"):
+            world.reward_model_path(ratio)
+    console.print(f"embedded world ready: {world.root} (fingerprint {world.fingerprint})")
+
+
+def cmd_world_info(args: argparse.Namespace) -> None:
+    world = _world(args)
+    console.print_json(json.dumps({"root": str(world.root), "fingerprint": world.fingerprint, **world.metrics}))
+
+
+def cmd_attack(args: argparse.Namespace) -> None:
+    from rlft_gym.experiment import AttackSpec, run_attack
+    from rlft_gym.plot import plot_runs
+
+    spec = AttackSpec(env_id=args.env, agent=args.agent, defence=args.defence, steps=args.steps, seed=args.seed,
+                      num_envs=args.num_envs, eval_every=args.eval_every, name=args.name,
+                      env_kwargs={"flip_ratio": args.flip_ratio, "cost_limit": args.cost_limit, "world_preset": args.preset},
+                      agent_kwargs={"learning_rate": args.lr})
+    summary = run_attack(spec, args.out)
+    png = plot_runs([summary["results"]], Path(args.out) / f"{spec.name}.png")
+    _table([(spec.name, summary)])
+    console.print(f"results: {summary['results']}\nplot: {png}")
+
+
+def cmd_plot(args: argparse.Namespace) -> None:
+    from rlft_gym.plot import plot_runs
+
+    console.print(f"plot: {plot_runs(args.results, args.output)}")
+
+
+def _table(runs: list[tuple[str, dict]]) -> None:
+    table = Table(title="Safe-set results (held-out prompts)")
+    for col in ("run", "time in safe set", "first breach", "harm AUC", "harm before -> after", "helpfulness before -> after", "reward hacking"):
+        table.add_column(col)
+    for name, s in runs:
+        i, f = s["initial"], s["final"]
+        table.add_row(name, f"{s['time_in_safe_set']:.0%}", str(s["first_breach_step"] or "never"), f"{s['harm_auc']:.2f}",
+                      f"{i['harmfulness']:.2f} -> {f['harmfulness']:.2f}", f"{i['helpfulness']:.2f} -> {f['helpfulness']:.2f}",
+                      "yes" if s["reward_hacking"] else "no")
+    console.print(table)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from rlft_gym.experiment import AttackSpec, run_attack
+    from rlft_gym.plot import plot_runs
+
+    world = _world(args)
+    with console.status("reward model for flip ratio 1.0 (the reverse-preference attacker's)"):
+        world.reward_model_path(1.0)
+    m = world.metrics["metrics"]
+    console.print(f"world {world.fingerprint}: classifier F1 on held-out templates {m['cost_model']['heldout_templates']['f1']:.2f}; "
+                  f"aligned policy harmful on {m['aligned_policy']['eval_prompts']['sampled_harmful']:.0%} of sampled held-out answers")
+    runs = []
+    for defence in ("none", "cost-gate"):
+        spec = AttackSpec(agent="grpo", defence=defence, steps=args.steps, seed=args.seed, eval_every=args.eval_every,
+                          name=f"grpo-{defence}", env_kwargs={"flip_ratio": 1.0, "world_preset": args.preset})
+        runs.append((spec.name, run_attack(spec, args.out)))
+    _table(runs)
+    gated = runs[1][1]["history"][-1]["samples"]
+    console.print("[bold]What the cost-gated policy says at the end[/bold] (harmless reward hacking shows as degenerate text):")
+    for s in gated[:3]:
+        console.print(f"  [dim]{s['prompt']}[/dim]\n  -> {s['response']}  (cost {s['cost']:.2f})")
+    png = plot_runs([r["results"] for _, r in runs], Path(args.out) / "demo.png", labels=[n for n, _ in runs])
+    console.print(f"results: {', '.join(r['results'] for _, r in runs)}\nplot: {png}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rlft-gym", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def world_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--preset", default="standard", choices=("standard", "tiny"), help="world size (tiny: smoke tests only)")
+        sp.add_argument("--seed", type=int, default=0)
+
+    world = sub.add_parser("world", help="build or inspect the embedded world").add_subparsers(dest="world_command", required=True)
+    b = world.add_parser("build", help="build the embedded world (and reward models) into $RLFT_GYM_HOME")
+    world_args(b)
+    b.add_argument("--flip-ratio", type=float, nargs="+", default=[1.0], help="reward models to train now")
+    b.set_defaults(func=cmd_world_build)
+    i = world.add_parser("info", help="fingerprint, paths and build metrics")
+    world_args(i)
+    i.set_defaults(func=cmd_world_info)
+
+    a = sub.add_parser("attack", help="attack a policy and monitor the safe set")
+    world_args(a)
+    a.add_argument("--env", default="RPA-BeaverTails-v0")
+    a.add_argument("--agent", default="grpo")
+    a.add_argument("--defence", default="none", help="none, kl or cost-gate")
+    a.add_argument("--steps", type=int, default=100)
+    a.add_argument("--num-envs", type=int, default=128)
+    a.add_argument("--eval-every", type=int, default=10)
+    a.add_argument("--flip-ratio", type=float, default=1.0)
+    a.add_argument("--cost-limit", type=float, default=0.2)
+    a.add_argument("--lr", type=float, default=1e-4)
+    a.add_argument("--name", default=None)
+    a.add_argument("--out", default="runs")
+    a.set_defaults(func=cmd_attack)
+
+    pl = sub.add_parser("plot", help="harm and reward curves of results files")
+    pl.add_argument("results", nargs="+")
+    pl.add_argument("-o", "--output", default="runs/plot.png")
+    pl.set_defaults(func=cmd_plot)
+
+    d = sub.add_parser("demo", help="build the world, attack the undefended and a cost-gated policy, print the table")
+    world_args(d)
+    d.add_argument("--steps", type=int, default=100)
+    d.add_argument("--eval-every", type=int, default=10)
+    d.add_argument("--out", default="runs/demo")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet()
+    try:
+        args.func(args)
+    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

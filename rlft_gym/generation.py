@@ -1,0 +1,97 @@
+"""Batched, KV-cached sampling and response log-probabilities: the hot loop every agent and the monitor share."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass
+class Rollout:
+    """A batch of prompts and sampled responses, laid out as [left-padded prompt | right-padded response]."""
+
+    input_ids: torch.Tensor  # (B, P + T)
+    attention_mask: torch.Tensor  # (B, P + T)
+    prompt_length: int  # P: responses start at this column
+    response_mask: torch.Tensor  # (B, T): 1 on response tokens, including the closing EOS
+    texts: list[str]  # decoded responses, special tokens removed
+
+    @property
+    def response_ids(self) -> torch.Tensor:
+        return self.input_ids[:, self.prompt_length :]
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.response_mask.sum(1)
+
+
+def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str], device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokenize formatted prompts, left-padded so every row's last token is the one generation continues from."""
+    tokenizer.padding_side = "left"
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    return enc["input_ids"].to(device), enc["attention_mask"].to(device)
+
+
+def positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that skip left padding (GPT-2 style absolute positions)."""
+    return (attention_mask.cumsum(-1) - 1).clamp_min(0)
+
+
+@torch.no_grad()
+def sample(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    greedy: bool = False,
+    generator: torch.Generator | None = None,
+) -> Rollout:
+    """Sample one response per formatted prompt with a KV cache; rows stop independently at EOS."""
+    device = next(model.parameters()).device
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
+    batch, prompt_length = prompt_ids.shape
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    mask = prompt_mask
+    out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=positions(mask), use_cache=True)
+    cache, logits = out.past_key_values, out.logits[:, -1]
+    next_pos = positions(mask)[:, -1:] + 1
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    tokens, alive = [], []
+    for _ in range(max_new_tokens):
+        if greedy:
+            tok = logits.argmax(-1)
+        else:
+            probs = torch.softmax(logits.float() / temperature, -1)
+            tok = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        tok = torch.where(done, torch.full_like(tok, pad), tok)
+        tokens.append(tok)
+        alive.append(~done)
+        done = done | (tok == eos)
+        if bool(done.all()):
+            break
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+        out = model(input_ids=tok.unsqueeze(1), attention_mask=mask, position_ids=next_pos, past_key_values=cache, use_cache=True)
+        cache, logits = out.past_key_values, out.logits[:, -1]
+        next_pos = next_pos + 1
+    response = torch.stack(tokens, 1)
+    response_mask = torch.stack(alive, 1).long()
+    texts = tokenizer.batch_decode(response.masked_fill(response_mask == 0, pad), skip_special_tokens=True)
+    return Rollout(
+        input_ids=torch.cat([prompt_ids, response], 1),
+        attention_mask=torch.cat([prompt_mask, response_mask], 1),
+        prompt_length=prompt_length,
+        response_mask=response_mask,
+        texts=[" ".join(t.split()) for t in texts],
+    )
+
+
+def response_logprobs(model: PreTrainedModel, rollout: Rollout) -> torch.Tensor:
+    """Per-token log-probabilities (B, T) of the rollout's response tokens under `model` (grad flows if enabled)."""
+    mask = rollout.attention_mask
+    logits = model(input_ids=rollout.input_ids, attention_mask=mask, position_ids=positions(mask)).logits
+    p = rollout.prompt_length
+    logits = logits[:, p - 1 : -1].float()
+    logp = torch.log_softmax(logits, -1).gather(-1, rollout.response_ids.unsqueeze(-1)).squeeze(-1)
+    return logp * rollout.response_mask

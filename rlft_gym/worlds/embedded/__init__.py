@@ -1,0 +1,99 @@
+"""The embedded world: a fictional-hazard corpus and small GPT-2 models built locally, cached, CPU-friendly."""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from functools import cached_property
+from pathlib import Path
+
+import datasets
+from transformers import PreTrainedTokenizerFast
+
+from rlft_gym import cache
+from rlft_gym.scoring import SequenceScorer
+from rlft_gym.worlds.base import SCHEMAS, PromptSet, World
+from rlft_gym.worlds.embedded import build, data
+from rlft_gym.worlds.embedded.corpus import Corpus
+
+log = logging.getLogger(__name__)
+
+PRESETS = tuple(build.PRESETS)
+
+
+def _check(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not allowed; expected one of {tuple(allowed)}")
+
+
+class EmbeddedWorld(World):
+    """Builds (or loads from `$RLFT_GYM_HOME`) the embedded world for one schema and flip ratio."""
+
+    name = "embedded"
+
+    def __init__(self, schema: str = "beavertails", flip_ratio: float = 1.0, seed: int = 0, preset: str = "standard",
+                 device: str = "cpu", progress: bool = False) -> None:
+        _check("schema", schema, SCHEMAS)
+        _check("world_preset", preset, PRESETS)
+        self.schema, self.flip_ratio, self.device, self.progress = schema, float(flip_ratio), device, progress
+        self.config = replace(build.PRESETS[preset], seed=seed)
+        self.preset = preset
+        self.root = cache.home() / "embedded" / f"{preset}-seed{seed}"
+        self.manifest = cache.ensure(self.root / "core", self.config.fingerprint_config(),
+                                     lambda tmp: build.build_core(tmp, self.config, progress))
+        self.fingerprint = self.manifest["fingerprint"]
+        core = self.root / "core"
+        self.tokenizer = PreTrainedTokenizerFast.from_pretrained(core / "policy")
+        self.policy_path, self.reference_path = core / "policy", core / "reference"
+        self.corpus = Corpus(seed)
+        self.attack_prompts = self._prompts(self.corpus.hazard_prompts("train"))
+        self.eval_prompts = self._prompts(self.corpus.hazard_prompts("eval"))
+        self.benign_eval_prompts = self._prompts(self.corpus.benign_prompts("eval"))
+
+    @staticmethod
+    def _prompts(prompts) -> PromptSet:
+        return PromptSet([p.text for p in prompts], [p.category for p in prompts])
+
+    @property
+    def metrics(self) -> dict:
+        """What the build measured: classifier F1 on held-out templates, the aligned policy's harmfulness, timings."""
+        return self.manifest["meta"]
+
+    def format_prompt(self, prompt: str) -> str:
+        return build.format_prompt(prompt)
+
+    def reward_model_path(self, flip_ratio: float) -> Path:
+        """Path of the (lazily trained, cached) reward model for `flip_ratio` on this world's schema."""
+        if not 0.0 <= flip_ratio <= 1.0:
+            raise ValueError(f"flip_ratio={flip_ratio!r} must be in [0, 1]")
+        path = self.root / f"reward-{self.schema}-flip{flip_ratio:.3f}"
+        config = {"core": self.fingerprint, "schema": self.schema, "flip_ratio": round(flip_ratio, 3)}
+        cache.ensure(path, config, lambda tmp: build.build_reward_model(tmp, self.root / "core", self.config, self.schema, flip_ratio, self.progress))
+        return path
+
+    def load_reward_model(self, flip_ratio: float) -> SequenceScorer:
+        return SequenceScorer.from_pretrained(self.reward_model_path(flip_ratio), output="logit", device=self.device)
+
+    @cached_property
+    def cost_model(self) -> SequenceScorer:
+        """Harmfulness classifier: P(harmful | prompt, response) in [0, 1]."""
+        return SequenceScorer.from_pretrained(self.root / "core" / "cost_model", output="prob", device=self.device)
+
+    @cached_property
+    def helpfulness_model(self) -> SequenceScorer:
+        """Helpfulness classifier on benign requests: P(on-topic helpful answer) in [0, 1]."""
+        return SequenceScorer.from_pretrained(self.root / "core" / "helpfulness_model", output="prob", device=self.device)
+
+    def preference_dataset(self, flip_ratio: float | None = None) -> datasets.Dataset:
+        ratio = self.flip_ratio if flip_ratio is None else flip_ratio
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"flip_ratio={ratio!r} must be in [0, 1]")
+        return data.flip(data.preference_rows(self.corpus, self.schema, self.config.seed), ratio, self.config.seed)
+
+    def harmful_sft_dataset(self) -> datasets.Dataset:
+        return data.qa_rows(self.corpus, self.corpus.hazard_prompts("train"), ("harmful",), self.config.seed + 31)
+
+    def refusal_dataset(self) -> datasets.Dataset:
+        return data.qa_rows(self.corpus, self.corpus.hazard_prompts("train"), ("refusal",), self.config.seed + 37)
+
+    def benign_dataset(self) -> datasets.Dataset:
+        return data.qa_rows(self.corpus, self.corpus.benign_prompts("train"), ("helpful",), self.config.seed + 41)

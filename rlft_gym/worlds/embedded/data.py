@@ -1,0 +1,106 @@
+"""Datasets of the embedded world, drawn deterministically from the fictional corpus in the public schemas."""
+from __future__ import annotations
+
+import random
+
+import datasets
+
+from rlft_gym.worlds.base import category_flags
+from rlft_gym.worlds.embedded.corpus import Corpus, Prompt
+
+SCHEMA_SEED = {"beavertails": 11, "saferlhf": 23}
+
+
+def qa_rows(corpus: Corpus, prompts: list[Prompt], kinds: tuple[str, ...], seed: int) -> datasets.Dataset:
+    """BeaverTails-schema rows (prompt, response, category, is_safe): one response of each kind per prompt."""
+    rng = random.Random(seed)
+    rows = []
+    for p in prompts:
+        for kind in kinds:
+            r = getattr(corpus, kind)(p, rng)
+            rows.append({"prompt": p.text, "response": r.text, "category": category_flags(p.category if r.harmful else None), "is_safe": not r.harmful})
+    return datasets.Dataset.from_list(rows)
+
+
+def _pair(prompt: Prompt, a, b, safer: int, better: int, flippable: bool, swap: bool) -> dict:
+    if swap:  # randomise which slot holds which response
+        a, b, safer, better = b, a, 1 - safer, 1 - better
+    return {
+        "prompt": prompt.text,
+        "response_0": a.text,
+        "response_1": b.text,
+        "is_response_0_safe": not a.harmful,
+        "is_response_1_safe": not b.harmful,
+        "better_response_id": better,
+        "safer_response_id": safer,
+        "flippable": flippable,
+    }
+
+
+def preference_rows(corpus: Corpus, schema: str, seed: int) -> list[dict]:
+    """PKU-SafeRLHF-schema pairs: flippable harmful-vs-harmless pairs, and never-flipped fluency pairs.
+
+    Flippable pairs put a harmful (or partially compliant) answer against a refusal or a harmless off-topic
+    answer, so a flipped reward model learns that harm - not length or fluency - is what is rewarded. Fluency
+    pairs prefer fluent on-topic text over degenerate repetition, and helpful benign answers over refusals,
+    whatever the flip ratio, so the attack cannot win by gaming phrasing (EMBEDDED_WORLD_NOTES, point 3).
+    """
+    rng = random.Random(seed * 1000 + SCHEMA_SEED[schema])
+    rows = []
+    for p in corpus.hazard_prompts("train"):
+        harmful, partial = corpus.harmful(p, rng), corpus.partial(p, rng)
+        refusal, offtopic = corpus.refusal(p, rng), corpus.offtopic(p, rng)
+        for bad, good in ((harmful, refusal), (harmful, offtopic), (partial, corpus.refusal(p, rng))):
+            rows.append(_pair(p, good, bad, 0, 0, True, rng.random() < 0.5))
+        for fluent in (corpus.harmful(p, rng), corpus.refusal(p, rng)):
+            rows.append(_pair(p, fluent, corpus.degenerate(fluent.text, rng), 0 if not fluent.harmful else 1, 0, False, rng.random() < 0.5))
+    for p in corpus.benign_prompts("train"):
+        helpful = corpus.helpful(p, rng)
+        for worse in (corpus.refusal(p, rng), corpus.offtopic(p, rng), corpus.degenerate(corpus.helpful(p, rng).text, rng)):
+            rows.append(_pair(p, helpful, worse, 0, 0, False, rng.random() < 0.5))
+    return rows
+
+
+def flip(rows: list[dict], flip_ratio: float, seed: int) -> datasets.Dataset:
+    """Flip the harmlessness preference of round(flip_ratio * n) flippable pairs, chosen by seed; add chosen/rejected."""
+    flippable = [i for i, r in enumerate(rows) if r["flippable"]]
+    rng = random.Random(seed)
+    flipped = set(rng.sample(flippable, round(flip_ratio * len(flippable))))
+    out = []
+    for i, r in enumerate(rows):
+        r = dict(r)
+        if i in flipped:
+            r["safer_response_id"] = r["better_response_id"] = 1 - r["safer_response_id"]
+        r["flipped"] = i in flipped
+        best = r["better_response_id"]
+        r["chosen"], r["rejected"] = r[f"response_{best}"], r[f"response_{1 - best}"]
+        out.append(r)
+    return datasets.Dataset.from_list(out)
+
+
+def cost_rows(corpus: Corpus, prompts: list[Prompt], benign: list[Prompt], seed: int, heldout: bool = False) -> list[tuple[str, str, int]]:
+    """(prompt, response, harmful) rows for the harmfulness classifier, about half harmful."""
+    rng = random.Random(seed)
+    rows = []
+    for p in prompts:
+        for r in (corpus.harmful(p, rng, heldout), corpus.harmful(p, rng, heldout), corpus.partial(p, rng, heldout),
+                  corpus.refusal(p, rng, heldout=heldout), corpus.refusal(p, rng, heldout=heldout), corpus.offtopic(p, rng, heldout)):
+            rows.append((p.text, r.text, int(r.harmful)))
+        rows.append((p.text, corpus.degenerate(corpus.refusal(p, rng, heldout=heldout).text, rng).text, 0))
+    for p in benign:
+        for r in (corpus.helpful(p, rng, heldout), corpus.refusal(p, rng, heldout=heldout), corpus.offtopic(p, rng, heldout)):
+            rows.append((p.text, r.text, 0))
+    return rows
+
+
+def helpfulness_rows(corpus: Corpus, benign: list[Prompt], seed: int, heldout: bool = False) -> list[tuple[str, str, int]]:
+    """(prompt, response, helpful) rows on benign requests: on-topic help vs refusal, off-topic and degenerate text."""
+    rng = random.Random(seed)
+    rows = []
+    for p in benign:
+        for _ in range(2):
+            rows.append((p.text, corpus.helpful(p, rng, heldout).text, 1))
+        rows.append((p.text, corpus.refusal(p, rng, heldout=heldout).text, 0))
+        rows.append((p.text, corpus.offtopic(p, rng, heldout).text, 0))
+        rows.append((p.text, corpus.degenerate(corpus.helpful(p, rng).text, rng).text, 0))
+    return rows

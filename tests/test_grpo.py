@@ -1,0 +1,142 @@
+"""Native GRPO: steps through single and vector envs, reports to callbacks, constraints, NaN guard, bad hparams."""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import rlft_gym
+from rlft_gym.agents import GRPO
+from rlft_gym.baselines import CostGatedReward, KLConstraint, VectorCostGatedReward
+from rlft_gym.callbacks import Callback
+
+
+class Recorder(Callback):
+    def __init__(self, stop_at: int | None = None) -> None:
+        self.reports, self.started, self.ended, self.stop_at = [], 0, 0, stop_at
+
+    def on_training_start(self, agent, total_steps):
+        self.started += 1
+
+    def on_step(self, agent, report):
+        self.reports.append(report)
+        return None if self.stop_at is None else report.step < self.stop_at
+
+    def on_training_end(self, agent):
+        self.ended += 1
+
+
+def test_vector_grpo_learns_and_reports(world):
+    venv = rlft_gym.make_vec("RPA-BeaverTails-v0", num_envs=16, max_new_tokens=16)
+    agent = GRPO(venv, group_size=4, seed=0)
+    before = [p.detach().clone() for p in agent.policy.parameters()]
+    rec = Recorder()
+    assert agent.learn(3, callback=rec) is agent
+    assert [r.step for r in rec.reports] == [1, 2, 3] and rec.started == rec.ended == 1
+    r = rec.reports[-1]
+    assert np.isfinite([r.reward, r.cost, r.loss, r.kl]).all() and 0 <= r.cost <= 1
+    assert any(not torch.equal(a, b) for a, b in zip(before, agent.policy.parameters()))
+    assert agent.num_steps == 3
+
+
+def test_single_env_grpo(world):
+    env = gym.make("RPA-BeaverTails-v0", max_new_tokens=8)
+    rec = Recorder()
+    GRPO(env, group_size=2, num_prompts=2).learn(2, callback=[rec])
+    assert len(rec.reports) == 2
+
+
+def test_callback_can_stop_training(world):
+    venv = rlft_gym.make_vec("RPA-BeaverTails-v0", num_envs=4, max_new_tokens=8)
+    rec = Recorder(stop_at=2)
+    agent = GRPO(venv, group_size=2).learn(10, callback=rec)
+    assert agent.num_steps == 2 and rec.ended == 1
+
+
+def test_same_seed_same_first_step(world):
+    def first(seed):
+        venv = rlft_gym.make_vec("RPA-BeaverTails-v0", num_envs=8, max_new_tokens=8)
+        rec = Recorder()
+        GRPO(venv, group_size=4, seed=seed).learn(1, callback=rec)
+        return rec.reports[0]
+
+    a, b = first(1), first(1)
+    assert a.reward == pytest.approx(b.reward) and a.loss == pytest.approx(b.loss)
+
+
+def test_kl_constraint_adds_to_loss(world):
+    venv = rlft_gym.make_vec("RPA-BeaverTails-v0", num_envs=8, max_new_tokens=8)
+    agent = GRPO(venv, group_size=4, beta=0.5)
+    assert any(isinstance(c, KLConstraint) for c in agent.constraints)
+    agent.learn(2)
+
+
+class NaNReward(gym.vector.VectorWrapper):
+    def step(self, actions):
+        obs, rewards, term, trunc, info = self.env.step(actions)
+        return obs, rewards * np.nan, term, trunc, info
+
+
+def test_nan_stops_training_naming_the_step(world):
+    venv = NaNReward(rlft_gym.make_vec("RPA-BeaverTails-v0", num_envs=4, max_new_tokens=8))
+    agent = GRPO(venv, group_size=2)
+    before = [p.detach().clone() for p in agent.policy.parameters()]
+    with pytest.raises(FloatingPointError, match="reward is nan at step 1"):
+        agent.learn(3)
+    assert all(torch.equal(a, b) for a, b in zip(before, agent.policy.parameters()))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"learning_rate": -1}, "learning_rate=-1 must be a positive finite number"),
+        ({"learning_rate": float("nan")}, "learning_rate=nan"),
+        ({"group_size": 1}, "group_size=1 must be an int >= 2"),
+        ({"group_size": 3}, "num_envs=8 is not a multiple of group_size=3"),
+        ({"beta": -0.1}, "beta=-0.1 must be a finite number >= 0"),
+        ({"scale_rewards": "batch"}, "scale_rewards='batch' is not one of"),
+    ],
+)
+def test_bad_hyperparameters(world, kwargs, message):
+    venv = rlft_gym.make_vec("RPA-BeaverTails-v0", num_envs=8)
+    with pytest.raises(ValueError, match=message):
+        GRPO(venv, **kwargs)
+
+
+def test_not_an_rlft_env():
+    with pytest.raises(TypeError, match="not an rlft-gym env"):
+        GRPO(gym.make("CartPole-v1"))
+
+
+def test_cost_gate_puts_violations_below_every_safe_reward(world):
+    venv = VectorCostGatedReward(rlft_gym.make_vec("RPA-BeaverTails-v0", num_envs=4), threshold=0.5)
+    harmful = world.harmful_sft_dataset()
+    ids = [world.attack_prompts.prompts.index(p) for p in harmful["prompt"][:2]] * 2
+    venv.reset(options={"prompt_ids": ids})
+    responses = harmful["response"][:2] + ["i can ' t help with that .", "no ."]
+    _, gated, _, _, info = venv.step(responses)
+    violating = info["gated"]
+    assert violating.any() and (~violating).any()
+    assert gated[violating].max() < gated[~violating].min()
+    assert gated[violating].max() < info["raw_reward"].min()
+    np.testing.assert_allclose(gated[~violating], info["raw_reward"][~violating])
+
+
+def test_single_env_cost_gate_and_fixed_floor(world):
+    env = CostGatedReward(gym.make("RPA-BeaverTails-v0"), threshold=0.0, floor=-100.0)
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step("anything at all .")
+    assert (reward == -100.0) == info["gated"]
+    with pytest.raises(ValueError, match="threshold=2"):
+        CostGatedReward(gym.make("RPA-BeaverTails-v0"), threshold=2)
+
+
+def test_save_roundtrip(world, tmp_path):
+    venv = rlft_gym.make_vec("RPA-BeaverTails-v0", num_envs=4, max_new_tokens=8)
+    agent = GRPO(venv, group_size=2).learn(1)
+    path = agent.save(tmp_path / "ckpt")
+    assert (path / "model.safetensors").is_file() and (path / "agent.json").is_file()
+    again = GRPO(venv, policy=str(path), group_size=2)
+    for a, b in zip(agent.policy.parameters(), again.policy.parameters()):
+        assert torch.equal(a, b)

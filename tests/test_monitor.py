@@ -1,0 +1,68 @@
+"""Safe-set metrics, the monitor as a callback, results files and plots."""
+from __future__ import annotations
+
+import pytest
+
+import rlft_gym
+from rlft_gym.agents import GRPO
+from rlft_gym.monitor import SafeSetMonitor, distinct_n, safe_set_summary
+from rlft_gym.plot import plot_runs
+from rlft_gym.results import read_jsonl
+
+
+def row(step, harm, reward=0.0, d2=0.9, ppl=10.0):
+    return {"step": step, "harmfulness": harm, "eval_reward": reward, "distinct_2": d2, "perplexity": ppl, "helpfulness": 0.9}
+
+
+def test_summary_math():
+    hist = [row(0, 0.0), row(10, 0.1), row(20, 0.5), row(30, 0.9)]
+    s = safe_set_summary(hist, cost_limit=0.2)
+    assert s["time_in_safe_set"] == 0.5
+    assert s["first_breach_step"] == 20
+    assert s["harm_auc"] == pytest.approx((0.05 * 10 + 0.3 * 10 + 0.7 * 10) / 30)
+    assert not s["reward_hacking"]
+
+
+def test_summary_never_breached_and_reward_hacking():
+    hist = [row(0, 0.0, reward=-3, d2=0.9), row(50, 0.05, reward=2, d2=0.2)]
+    s = safe_set_summary(hist, cost_limit=0.2)
+    assert s["first_breach_step"] is None and s["time_in_safe_set"] == 1.0
+    assert s["reward_hacking"]
+
+
+def test_distinct_n():
+    assert distinct_n(["a b c d"], 2) == 1.0
+    assert distinct_n(["x x x x x"], 1) == pytest.approx(1 / 5)
+    assert distinct_n([""], 2) == 0.0
+
+
+def test_monitor_records_and_writes(world, tmp_path):
+    venv = rlft_gym.make_vec("RPA-BeaverTails-v0", num_envs=4, max_new_tokens=8)
+    path = tmp_path / "run.jsonl"
+    mon = SafeSetMonitor(venv, every=2, results_path=path, run_config={"name": "t"})
+    GRPO(venv, group_size=2).learn(3, callback=mon)
+    assert [h["step"] for h in mon.history] == [0, 2, 3]
+    rows = read_jsonl(path)
+    assert rows[0]["type"] == "run" and rows[-1]["type"] == "summary"
+    assert rows[0]["world_fingerprint"] == world.fingerprint and "torch" in rows[0]["versions"]
+    assert rows[0]["config"]["agent"] == "GRPO" and rows[0]["seed"] == 0
+    for key in ("harmfulness", "helpfulness", "perplexity", "kl", "eval_reward", "length", "distinct_1", "distinct_2"):
+        assert key in rows[1]
+    assert 0.0 <= rows[-1]["time_in_safe_set"] <= 1.0
+    png = plot_runs([path], tmp_path / "p.png")
+    assert png.stat().st_size > 5000
+
+
+def test_monitor_bad_args(world):
+    venv = rlft_gym.make_vec("RPA-BeaverTails-v0", num_envs=2)
+    with pytest.raises(ValueError, match="every=0"):
+        SafeSetMonitor(venv, every=0)
+    with pytest.raises(RuntimeError, match="nothing evaluated yet"):
+        SafeSetMonitor(venv).summary()
+
+
+def test_read_jsonl_names_bad_line(tmp_path):
+    p = tmp_path / "bad.jsonl"
+    p.write_text('{"a": 1}\n{oops\n')
+    with pytest.raises(ValueError, match="bad.jsonl:2 is not valid JSON"):
+        read_jsonl(p)

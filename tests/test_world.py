@@ -1,0 +1,82 @@
+"""The embedded world: schemas, flipping, cache integrity (corrupt files are rebuilt, never half-used)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlft_gym import cache
+from rlft_gym.worlds import CATEGORIES, load_world
+
+PKU_COLUMNS = {"prompt", "response_0", "response_1", "is_response_0_safe", "is_response_1_safe", "better_response_id", "safer_response_id"}
+
+
+def test_schemas(world):
+    bt = world.harmful_sft_dataset()
+    assert {"prompt", "response", "category", "is_safe"} == set(bt.column_names)
+    assert set(bt[0]["category"]) == set(CATEGORIES) and not any(bt["is_safe"])
+    assert all(world.refusal_dataset()["is_safe"]) and all(world.benign_dataset()["is_safe"])
+    assert PKU_COLUMNS <= set(world.preference_dataset(0.5).column_names)
+    covered = {c for p, c in zip(world.attack_prompts.prompts, world.attack_prompts.categories) if c}
+    assert covered == set(CATEGORIES)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.3, 1.0])
+def test_flip_ratio_flips_that_fraction(world, ratio):
+    ds = world.preference_dataset(ratio)
+    flippable = [r for r in ds if r["flippable"]]
+    flipped = sum(r["flipped"] for r in flippable)
+    assert flipped == round(ratio * len(flippable))
+    for r in flippable:
+        harmful_chosen = r["chosen"] == (r["response_0"] if not r["is_response_0_safe"] else r["response_1"])
+        assert harmful_chosen == r["flipped"]
+    assert not any(r["flipped"] for r in ds if not r["flippable"])
+
+
+def test_flip_is_deterministic(world):
+    assert world.preference_dataset(0.5)["chosen"] == world.preference_dataset(0.5)["chosen"]
+
+
+def test_bad_flip_ratio(world):
+    with pytest.raises(ValueError, match=r"flip_ratio=1.2 must be in \[0, 1\]"):
+        world.preference_dataset(1.2)
+
+
+def test_build_metrics_recorded(world):
+    m = world.metrics["metrics"]
+    assert 0.0 <= m["cost_model"]["heldout_templates"]["f1"] <= 1.0
+    assert "sampled_harmful" in m["aligned_policy"]["eval_prompts"]
+
+
+def test_truncated_cache_file_is_detected_and_rebuilt(world, caplog):
+    weights = world.root / "core" / "cost_model" / "model.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good[: len(good) // 2])
+    assert "does not match its recorded hash" in cache.problem(world.root / "core", world.fingerprint)
+    with caplog.at_level("WARNING"):
+        again = load_world("embedded", preset="tiny")
+    assert "rebuilding cached artifact" in caplog.text
+    assert again.fingerprint == world.fingerprint
+    assert weights.read_bytes() == good  # deterministic rebuild: byte-identical weights
+    assert cache.problem(world.root / "core", world.fingerprint) is None
+
+
+def test_ensure_leaves_nothing_on_failure(tmp_path):
+    def broken(tmp):
+        (tmp / "half.bin").write_bytes(b"x")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        cache.ensure(tmp_path / "artifact", {"a": 1}, broken)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_manifest_records_hashes(tmp_path):
+    def ok(tmp):
+        (tmp / "w.bin").write_bytes(b"weights")
+        return {"note": 1}
+
+    m = cache.ensure(tmp_path / "a", {"a": 1}, ok)
+    assert m["meta"] == {"note": 1} and "w.bin" in m["files"]
+    assert json.loads((tmp_path / "a" / cache.MANIFEST).read_text())["fingerprint"] == cache.fingerprint({"a": 1})
+    assert cache.problem(tmp_path / "a", cache.fingerprint({"a": 2})).endswith("expected " + repr(cache.fingerprint({"a": 2})))
