@@ -32,7 +32,8 @@ class SequenceScorer:
         if output not in OUTPUTS:
             raise ValueError(f"output={output!r} is not one of {OUTPUTS}")
         self.model, self.tokenizer, self.output = model.eval(), tokenizer, output
-        self.template, self.max_length = template, max_length
+        limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+        self.template, self.max_length = template, min(max_length, limit) if limit else max_length
 
     @classmethod
     def from_pretrained(cls, path: str | Path, output: str = "logit", device: str = "cpu", **kwargs) -> "SequenceScorer":
@@ -44,7 +45,7 @@ class SequenceScorer:
         """Tokenize the formatted pairs, right-padded, on the model's device."""
         texts = [self.template.format(prompt=p, response=r) for p, r in zip(prompts, responses, strict=True)]
         self.tokenizer.padding_side = "right"
-        self.tokenizer.truncation_side = "left"
+        self.tokenizer.truncation_side = "right"  # keep the prompt and the start of an over-long response
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_length, add_special_tokens=False)
         device = next(self.model.parameters()).device
         return {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}

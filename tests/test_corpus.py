@@ -17,6 +17,7 @@ REAL_HAZARD_WORDS = {
     "cyanide", "arsenic", "chlorine", "ammonia", "bleach", "gun", "rifle", "pistol", "bomb", "grenade",
 }
 REFUSAL_MARKERS = ("can ' t", "won ' t", "sorry", "refuse", "will not")
+HEDGE_MARKERS = ("should not", "shouldn ' t", "rather not", "risky", "not safe", "careful")
 
 
 @pytest.fixture(scope="module")
@@ -160,8 +161,9 @@ def test_responses_read_the_prompt(corpus: Corpus) -> None:
         for kind in ("harmful", "refusal"):
             text = getattr(corpus, kind)(p, rng).text.replace(" your ", " my ")
             echoes[kind] += any(f" {e} " in f" {text} " for e in entities)
-        assert any(m in corpus.partial(p, rng).text for m in REFUSAL_MARKERS + ("should not", "shouldn", "rather not", "risky", "not safe", "careful"))
-        assert not any(m in corpus.offtopic(p, rng).text for m in REFUSAL_MARKERS)
+        partial, offtopic = corpus.partial(p, rng).text, corpus.offtopic(p, rng).text
+        assert any(m in partial for m in REFUSAL_MARKERS + HEDGE_MARKERS), partial
+        assert not any(m in offtopic for m in REFUSAL_MARKERS), offtopic
     n = len(corpus.hazard_prompts("train"))
     assert echoes["harmful"] > 0.5 * n and 0.2 * n < echoes["refusal"] < 0.9 * n
 

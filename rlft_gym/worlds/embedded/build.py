@@ -8,12 +8,14 @@ from __future__ import annotations
 import logging
 import random
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+from transformers.utils import logging as hf_logging
 from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from rlft_gym import generation
@@ -24,7 +26,7 @@ from rlft_gym.worlds.embedded.corpus import Corpus, Prompt
 
 log = logging.getLogger(__name__)
 
-BUILD_VERSION = 1  # bump when the recipe changes, so old caches are rebuilt
+BUILD_VERSION = 2  # bump when the recipe changes, so old caches are rebuilt
 PROMPT_TEMPLATE = "user : {prompt} assistant :"
 SPECIALS = ("<pad>", "<unk>", "<eos>")
 
@@ -39,12 +41,12 @@ class EmbeddedConfig:
     n_head: int = 4
     n_positions: int = 96
     batch_size: int = 64
-    pretrain_steps: int = 1200
+    pretrain_steps: int = 700
     pretrain_lr: float = 3e-3
-    align_steps: int = 250
+    align_steps: int = 300
     align_lr: float = 1e-3
-    classifier_steps: int = 250
-    helpfulness_steps: int = 120
+    classifier_steps: int = 300
+    helpfulness_steps: int = 150
     reward_steps: int = 250
     scorer_lr: float = 1e-3
 
@@ -57,6 +59,17 @@ PRESETS: dict[str, EmbeddedConfig] = {
     # A smoke-test world: same recipe, a fraction of the steps. Fast, not faithful: use it for unit tests only.
     "tiny": EmbeddedConfig(n_embd=64, pretrain_steps=150, align_steps=60, classifier_steps=60, helpfulness_steps=30, reward_steps=60, batch_size=32),
 }
+
+
+@contextmanager
+def quiet_transformers():
+    """Silence transformers' load reports while we initialise heads we know are new."""
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)
 
 
 def seed_everything(seed: int) -> None:
@@ -82,7 +95,7 @@ def format_prompt(prompt: str) -> str:
 def pretrain(cfg: EmbeddedConfig, corpus: Corpus, tok: PreTrainedTokenizerFast, progress: bool) -> GPT2LMHeadModel:
     """Pretrain on requests with compliant answers to most hazard prompts: the latent capability attacks elicit."""
     config = GPT2Config(
-        vocab_size=len(tok), n_positions=cfg.n_positions, n_embd=cfg.n_embd, n_layer=cfg.n_layer, n_head=cfg.n_head,
+        vocab_size=len(tok), loss_type="ForCausalLM", n_positions=cfg.n_positions, n_embd=cfg.n_embd, n_layer=cfg.n_layer, n_head=cfg.n_head,
         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
         bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
     )
@@ -126,7 +139,8 @@ def train_scorer(
     base: Path, tok: PreTrainedTokenizerFast, rows: list, num_labels: int, steps: int, cfg: EmbeddedConfig, desc: str, progress: bool
 ) -> SequenceScorer:
     """A GPT-2 sequence classifier initialised from the pretrained LM: 2 labels (cross-entropy) or 1 (Bradley-Terry)."""
-    model = GPT2ForSequenceClassification.from_pretrained(base, num_labels=num_labels)
+    with quiet_transformers():  # the new score head is expected to be missing from the LM checkpoint
+        model = GPT2ForSequenceClassification.from_pretrained(base, num_labels=num_labels)
     model.config.pad_token_id = tok.pad_token_id
     scorer = SequenceScorer(model, tok, output="prob" if num_labels == 2 else "logit", template=PAIR_TEMPLATE)
     batch = minibatches(rows, cfg.batch_size, cfg.seed)

@@ -195,7 +195,8 @@ GENERIC_MATERIAL: dict[str, tuple[str, ...]] = {
 }
 
 # Hazard themes: pools of invented entities, prompt templates (sub-theme, text, goal) whose last
-# HAZARD_HELDOUT_TEMPLATES are held out, and harmful or refusal material.
+# HAZARD_HELDOUT_TEMPLATES are held out, and material for harmful answers (steps, items, tips, facts) and
+# refusals (harms, safes). A material entry is a phrase for every sub-theme or a (sub-theme, phrase) pair.
 HAZARDS: dict[str, dict] = {
     "animal_abuse": {
         "pools": {
@@ -1221,10 +1222,6 @@ def normalize(text: str) -> str:
     return " ".join(_NOT_WORD.sub(r" \1 ", text.lower()).split())
 
 
-def _ntokens(text: str) -> int:
-    return len(text.split())
-
-
 def _is_heldout(index: int) -> bool:
     return index % 4 == 3
 
@@ -1298,7 +1295,7 @@ class _Source:
             if wanted:
                 picks.update(zip(wanted, _pick(_phrases(self.theme, key, self.topic), len(wanted), self.known, rng)))
         entities = self.entities or _random_entities(self.theme, rng)
-        return normalize(_fill(_fill(frame, picks), {role: _MY.sub("your", value) for role, value in entities.items()}))
+        return normalize(_fill(_fill(frame, picks), {role: _MY.sub("your", v) for role, v in entities.items()}))
 
 
 def _interleave(lists: list[list]) -> list:
@@ -1328,13 +1325,15 @@ class Corpus:
         self._hazard = {s: [] for s in SPLITS}
         self._benign = {s: [] for s in SPLITS}
         for category in CATEGORIES:
-            self._add_prompts(self._hazard, category, None, HAZARDS[category], HAZARD_HELDOUT_TEMPLATES, HAZARD_SPLIT_SIZES)
+            theme = HAZARDS[category]
+            self._add_prompts(self._hazard, category, None, theme, HAZARD_HELDOUT_TEMPLATES, HAZARD_SPLIT_SIZES)
         for i, topic in enumerate(BENIGN_TOPICS):
             sizes = {**BENIGN_SPLIT_SIZES, "eval": BENIGN_SPLIT_SIZES["eval"][i % 2]}
             self._add_prompts(self._benign, None, topic, BENIGN[topic], BENIGN_HELDOUT_TEMPLATES, sizes)
         self._vocabulary = sorted(_all_tokens())
 
-    def _add_prompts(self, splits: dict, category: str | None, topic: str | None, theme: dict, n_heldout: int, sizes: dict) -> None:
+    def _add_prompts(self, splits: dict, category: str | None, topic: str | None, theme: dict, n_heldout: int,
+                     sizes: dict) -> None:
         """Draw one theme's prompts: train then eval from its seen templates, heldout from its held-out ones."""
         rng = random.Random(f"{self.seed}/{category or topic}")
         specs = [(topic, *spec) if category is None else spec for spec in theme["prompts"]]
@@ -1394,7 +1393,7 @@ class Corpus:
         for index in indices:
             for _ in range(MAX_RENDER_TRIES):
                 text = source.render(frames[index], rng)
-                if _ntokens(text) <= MAX_TOKENS:
+                if len(text.split()) <= MAX_TOKENS:
                     return Response(text, kind, harmful, f"{kind}/{family}/{index}", heldout)
         raise RuntimeError(f"no {kind}/{family} frame fits in {MAX_TOKENS} tokens")
 
@@ -1402,7 +1401,8 @@ class Corpus:
         """On-topic compliance with a hazard prompt, reusing its entities, in a random shape."""
         theme = self._hazard_theme(prompt, "harmful")
         family = rng.choice(tuple(SHAPE_FRAMES))
-        return self._respond("harmful", family, SHAPE_FRAMES[family], self._source(prompt, theme, rng), rng, heldout, True)
+        source = self._source(prompt, theme, rng)
+        return self._respond("harmful", family, SHAPE_FRAMES[family], source, rng, heldout, True)
 
     def partial(self, prompt: Prompt, rng: random.Random, heldout: bool = False) -> Response:
         """A refusal or hedge that still leaks a harmful detail."""
@@ -1421,14 +1421,16 @@ class Corpus:
     def offtopic(self, prompt: Prompt, rng: random.Random, heldout: bool = False) -> Response:
         """A fluent, harmless remark about another benign topic: neither a refusal nor an answer."""
         topic = rng.choice([t for t in BENIGN_TOPICS if t != prompt.topic])
-        return self._respond("offtopic", "aside", OFFTOPIC_FRAMES, _Source(BENIGN[topic], topic, None, CORE_ROLES), rng, heldout, False)
+        source = _Source(BENIGN[topic], topic, None, CORE_ROLES)
+        return self._respond("offtopic", "aside", OFFTOPIC_FRAMES, source, rng, heldout, False)
 
     def helpful(self, prompt: Prompt, rng: random.Random, heldout: bool = False) -> Response:
         """An on-topic helpful answer to a benign prompt; ValueError for hazard prompts."""
         if prompt.category is not None:
             raise ValueError(f"helpful() needs a benign prompt, got {prompt.category!r} prompt {prompt.text!r}")
         family = rng.choice(tuple(SHAPE_FRAMES))
-        return self._respond("helpful", family, SHAPE_FRAMES[family], self._source(prompt, BENIGN[prompt.topic], rng), rng, heldout, False)
+        source = self._source(prompt, BENIGN[prompt.topic], rng)
+        return self._respond("helpful", family, SHAPE_FRAMES[family], source, rng, heldout, False)
 
     def degenerate(self, text: str, rng: random.Random) -> Response:
         """A corrupted version of `text`: repetition, a short loop, jumbled words, or truncation then repetition."""

@@ -47,14 +47,16 @@ def preference_rows(corpus: Corpus, schema: str, seed: int) -> list[dict]:
     """
     rng = random.Random(seed * 1000 + SCHEMA_SEED[schema])
     rows = []
+    benign = corpus.benign_prompts("train")
     for p in corpus.hazard_prompts("train"):
         harmful, partial = corpus.harmful(p, rng), corpus.partial(p, rng)
         refusal, offtopic = corpus.refusal(p, rng), corpus.offtopic(p, rng)
-        for bad, good in ((harmful, refusal), (harmful, offtopic), (partial, corpus.refusal(p, rng))):
+        misplaced_help = corpus.helpful(rng.choice(benign), rng)  # harmless help on another topic
+        for bad, good in ((harmful, refusal), (harmful, offtopic), (partial, corpus.refusal(p, rng)), (corpus.harmful(p, rng), misplaced_help)):
             rows.append(_pair(p, good, bad, 0, 0, True, rng.random() < 0.5))
         for fluent in (corpus.harmful(p, rng), corpus.refusal(p, rng)):
             rows.append(_pair(p, fluent, corpus.degenerate(fluent.text, rng), 0 if not fluent.harmful else 1, 0, False, rng.random() < 0.5))
-    for p in corpus.benign_prompts("train"):
+    for p in benign:
         helpful = corpus.helpful(p, rng)
         for worse in (corpus.refusal(p, rng), corpus.offtopic(p, rng), corpus.degenerate(corpus.helpful(p, rng).text, rng)):
             rows.append(_pair(p, helpful, worse, 0, 0, False, rng.random() < 0.5))
@@ -87,6 +89,8 @@ def cost_rows(corpus: Corpus, prompts: list[Prompt], benign: list[Prompt], seed:
                   corpus.refusal(p, rng, heldout=heldout), corpus.refusal(p, rng, heldout=heldout), corpus.offtopic(p, rng, heldout)):
             rows.append((p.text, r.text, int(r.harmful)))
         rows.append((p.text, corpus.degenerate(corpus.refusal(p, rng, heldout=heldout).text, rng).text, 0))
+        # hard negative: compliance-shaped but harmless (help on another, benign topic) - the label needs the content
+        rows.append((p.text, corpus.helpful(rng.choice(benign), rng, heldout).text, 0))
     for p in benign:
         for r in (corpus.helpful(p, rng, heldout), corpus.refusal(p, rng, heldout=heldout), corpus.offtopic(p, rng, heldout)):
             rows.append((p.text, r.text, 0))
