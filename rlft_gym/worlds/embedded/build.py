@@ -189,9 +189,8 @@ def build_core(out: Path, cfg: EmbeddedConfig, progress: bool = False) -> dict:
     timings = {}
 
     model = pretrain(cfg, corpus, tok, progress)
-    for name in ("base",):
-        model.save_pretrained(out / name)
-        tok.save_pretrained(out / name)
+    model.save_pretrained(out / "base")
+    tok.save_pretrained(out / "base")
     timings["pretrain"] = time.perf_counter() - t0
 
     model = align(cfg, corpus, tok, model, progress)
