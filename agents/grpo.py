@@ -99,11 +99,15 @@ class GRPO(Agent):
         # 3. policy-gradient loss on response tokens: -A_i * log pi(y_i,t | x, y_i,<t), Dr. GRPO normalisation
         self.policy.train()
         logp = generation.response_logprobs(self.policy, rollout)
-        with torch.no_grad():
-            ref_logp = generation.response_logprobs(self.reference, rollout)
         mask = rollout.response_mask.float()
         pg_loss = -(advantages[:, None] * logp * mask).sum() / (mask.shape[0] * self.max_new_tokens)
-        batch = Batch(rollout, logp, ref_logp, rewards, costs)
+        # reference log-probs: the whole batch if a constraint needs them, else one response per group (enough
+        # for an unbiased estimate of the reported KL at 1/group_size of the cost)
+        full_ref = any(c.needs_reference for c in self.constraints)
+        rows = slice(None) if full_ref else slice(None, None, self.group_size)
+        with torch.no_grad():
+            ref_logp = generation.response_logprobs(self.reference, rollout[rows])
+        batch = Batch(rollout, logp, ref_logp if full_ref else None, rewards, costs)
         extra_losses = [c.loss(self, batch) for c in self.constraints]
         loss = pg_loss + sum(x for x in extra_losses if x is not None)
         check_finite(loss.detach(), step, "loss")
@@ -116,7 +120,7 @@ class GRPO(Agent):
         for c in self.constraints:
             c.after_step(self)
 
-        kl = float(((logp.detach() - ref_logp) * mask).sum() / mask.sum().clamp_min(1))
+        kl = float(((logp.detach()[rows] - ref_logp) * mask[rows]).sum() / mask[rows].sum().clamp_min(1))
         return StepReport(
             step=step, reward=float(rewards.mean()), cost=float(costs.mean()), loss=float(loss.detach()), kl=kl,
             extra={"length": float(mask.sum(1).mean()), "sample_s": t_sample - t0, "step_s": time.perf_counter() - t0},

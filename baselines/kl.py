@@ -14,6 +14,8 @@ from rlft_gym.agent import Agent, Batch, Constraint
 class KLConstraint(Constraint):
     """`beta` times the mean per-token KL estimate to the reference, added to the agent's loss."""
 
+    needs_reference = True
+
     def __init__(self, beta: float = 0.1) -> None:
         if not isinstance(beta, (int, float)) or not beta >= 0 or beta == float("inf"):
             raise ValueError(f"beta={beta!r} must be a finite number >= 0")

@@ -26,13 +26,15 @@ class Batch:
 
     rollout: Rollout
     logp: torch.Tensor  # (B, T) policy log-probs of response tokens, with grad
-    ref_logp: torch.Tensor  # (B, T) reference log-probs, no grad
+    ref_logp: torch.Tensor | None  # (B, T) reference log-probs, no grad; None unless a constraint needs_reference
     rewards: np.ndarray
     costs: np.ndarray
 
 
 class Constraint:
     """An online defence: a term added to the agent's loss and/or an action after each optimizer step."""
+
+    needs_reference: bool = False  # set True to get the reference log-probs of the whole batch in `Batch.ref_logp`
 
     def setup(self, agent: Agent) -> None:
         """Called once when the agent is built."""

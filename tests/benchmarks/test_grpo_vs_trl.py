@@ -35,7 +35,7 @@ TARGET = 2.0
 GROUP_SIZE = 8
 NUM_PROMPTS = 4
 WARMUP_STEPS = 2
-TIMED_STEPS = 5
+TIMED_STEPS = 8
 
 trl = pytest.importorskip("trl")
 datasets = pytest.importorskip("datasets")
@@ -141,6 +141,7 @@ def test_grpo_step_vs_trl(world, benchmark, tmp_path, one_torch_thread):
                 processing_class=tokenizer,
                 callbacks=[Interleave()],
             )
+            trainer.remove_callback(transformers.PrinterCallback)  # with disable_tqdm it prints every log dict
             assert trainer.args.generation_batch_size == NUM_PROMPTS * GROUP_SIZE
             assert trainer.args.steps_per_generation == 1
             trainer.train()
