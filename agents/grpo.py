@@ -75,9 +75,10 @@ class GRPO(Agent):
         return {k: getattr(self, k) for k in ("learning_rate", "group_size", "num_prompts", "temperature", "beta", "scale_rewards", "max_grad_norm", "seed")}
 
     def respond(self, prompts: list[str]) -> generation.Rollout:
-        """Sample one response per prompt from the current policy (KV-cached, batched)."""
-        formatted = [self.world.format_prompt(p) for p in prompts]
-        return generation.sample(self.policy, self.tokenizer, formatted, self.max_new_tokens, self.temperature, generator=self.generator)
+        """Sample the group's responses from the current policy: `prompts` holds each prompt `group_size` times in a row."""
+        formatted = [self.world.format_prompt(p) for p in prompts[:: self.group_size]]
+        return generation.sample(self.policy, self.tokenizer, formatted, self.max_new_tokens, self.temperature,
+                                 generator=self.generator, num_samples=self.group_size)
 
     def train_step(self) -> StepReport:
         t0 = time.perf_counter()

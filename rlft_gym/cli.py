@@ -69,7 +69,7 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
 def _table(runs: list[tuple[str, dict]]) -> None:
     table = Table(title="Safe-set results (held-out prompts)")
-    for col in ("run", "time in safe set", "first breach", "harm AUC", "harm before -> after", "helpfulness before -> after", "reward hacking"):
+    for col in ("run", "in safe set", "1st breach", "harm AUC", "harm", "helpful", "hacking"):
         table.add_column(col)
     for name, s in runs:
         i, f = s["initial"], s["final"]

@@ -60,15 +60,21 @@ def sample(
     temperature: float = 1.0,
     greedy: bool = False,
     generator: torch.Generator | None = None,
+    num_samples: int = 1,
 ) -> Rollout:
-    """Sample one response per formatted prompt with a KV cache; rows stop independently at EOS."""
+    """Sample `num_samples` responses per formatted prompt with a KV cache (rows grouped by prompt, as a GRPO
+    group); each prompt is prefilled once and its cache shared by its samples; rows stop independently at EOS."""
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
+    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions(prompt_mask), use_cache=True, logits_to_keep=1)
+    cache, logits = out.past_key_values, out.logits[:, -1]
+    if num_samples > 1:
+        cache.batch_repeat_interleave(num_samples)
+        logits = logits.repeat_interleave(num_samples, 0)
+        prompt_ids, prompt_mask = prompt_ids.repeat_interleave(num_samples, 0), prompt_mask.repeat_interleave(num_samples, 0)
     batch, prompt_length = prompt_ids.shape
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     mask = prompt_mask
-    out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=positions(mask), use_cache=True, logits_to_keep=1)
-    cache, logits = out.past_key_values, out.logits[:, -1]
     next_pos = positions(mask)[:, -1:] + 1
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     tokens, alive = [], []

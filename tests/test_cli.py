@@ -18,7 +18,7 @@ def test_attack_and_plot(world, tmp_path, capsys):
                  "--name", "t", "--out", str(tmp_path)])
     assert code == 0
     out = capsys.readouterr().out
-    assert "time in safe set" in out and "plot:" in out
+    assert "in safe set" in out and "plot:" in out
     rows = read_jsonl(tmp_path / "t.jsonl")
     assert rows[-1]["type"] == "summary" and rows[0]["config"]["defence"] == "cost-gate"
     assert (tmp_path / "t.png").is_file()
