@@ -12,7 +12,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+# Logs and pipes get a wide console so tables do not wrap; a terminal keeps its own width.
+console = Console(width=None if sys.stdout.isatty() else 120)
 
 
 def _quiet() -> None:
