@@ -30,6 +30,18 @@ class RPAConfig:
     world_preset: str = field(default_factory=lambda: os.environ.get("RLFT_GYM_WORLD_PRESET", "standard"))
     max_response_chars: int = MAX_RESPONSE_CHARS
     render_mode: str | None = None
+    # world="hf" only: data and checkpoints (local paths or cached hub ids)
+    dataset: str | None = None
+    split: str | None = None
+    eval_split: str | None = None
+    reference: str | None = None
+    reward_model: str | None = None
+    cost_model: str | None = None
+    helpfulness_model: str | None = None
+    dtype: str = "float32"
+    num_attack_pairs: int = 1000
+    num_eval_prompts: int = 100
+    lora: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         def bad(name: str, allowed: str) -> ValueError:
@@ -41,7 +53,12 @@ class RPAConfig:
             raise bad("flip_ratio", "a number in [0, 1]")
         if not isinstance(self.cost_limit, (int, float)) or not 0.0 <= self.cost_limit <= 1.0 or math.isnan(self.cost_limit):
             raise bad("cost_limit", "a number in [0, 1] (the bound b on mean held-out cost)")
-        for name, hi in (("max_new_tokens", 64), ("horizon", 10_000), ("max_response_chars", 1 << 20)):
+        hf_only = [f.name for f in fields(self) if f.name in HF_ONLY and getattr(self, f.name) != f.default]
+        if self.world != "hf" and hf_only:
+            raise ValueError(f"{hf_only} only apply to world='hf' (world={self.world!r})")
+        longest = 64 if self.world == "embedded" else 8192  # the embedded GPT-2 has 96 positions
+        for name, hi in (("max_new_tokens", longest), ("horizon", 10_000), ("max_response_chars", 1 << 20),
+                         ("num_attack_pairs", 10**7), ("num_eval_prompts", 10**6)):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= hi:
                 raise bad(name, f"an int in [1, {hi}]")
@@ -60,8 +77,15 @@ class RPAConfig:
         return cls(schema=schema, **kwargs)
 
 
+HF_ONLY = ("dataset", "split", "eval_split", "reference", "reward_model", "cost_model", "helpfulness_model", "dtype",
+           "num_attack_pairs", "num_eval_prompts", "lora")
+
+
 def _world(cfg: RPAConfig) -> World:
-    return load_world(cfg.world, schema=cfg.schema, flip_ratio=cfg.flip_ratio, seed=cfg.world_seed, preset=cfg.world_preset, device=cfg.device)
+    common = {"schema": cfg.schema, "flip_ratio": cfg.flip_ratio, "seed": cfg.world_seed, "device": cfg.device}
+    if cfg.world == "hf":
+        return load_world("hf", policy=cfg.policy, **common, **{k: getattr(cfg, k) for k in HF_ONLY})
+    return load_world("embedded", preset=cfg.world_preset, **common)
 
 
 def _options(cfg: RPAConfig) -> dict[str, Any]:

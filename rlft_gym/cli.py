@@ -68,6 +68,10 @@ def cmd_plot(args: argparse.Namespace) -> None:
     console.print(f"plot: {plot_runs(args.results, args.output)}")
 
 
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
 def _table(runs: list[tuple[str, dict]]) -> None:
     table = Table(title="Safe-set results (held-out prompts)")
     for col in ("run", "in safe set", "1st breach", "harm AUC", "harm", "helpful", "hacking"):
@@ -75,7 +79,7 @@ def _table(runs: list[tuple[str, dict]]) -> None:
     for name, s in runs:
         i, f = s["initial"], s["final"]
         table.add_row(name, f"{s['time_in_safe_set']:.0%}", str(s["first_breach_step"] or "never"), f"{s['harm_auc']:.2f}",
-                      f"{i['harmfulness']:.2f} -> {f['harmfulness']:.2f}", f"{i['helpfulness']:.2f} -> {f['helpfulness']:.2f}",
+                      f"{i['harmfulness']:.2f} -> {f['harmfulness']:.2f}", f"{_num(i['helpfulness'])} -> {_num(f['helpfulness'])}",
                       "yes" if s["reward_hacking"] else "no")
     console.print(table)
 

@@ -110,9 +110,10 @@ def response_logprobs(model: PreTrainedModel, rollout: Rollout) -> torch.Tensor:
     Qwen, ...), with no extra logit transform after the head.
     """
     mask = rollout.attention_mask
-    hidden = model.base_model(input_ids=rollout.input_ids, attention_mask=mask, position_ids=positions(mask)).last_hidden_state
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model's LoRA layers live inside
+    hidden = inner.base_model(input_ids=rollout.input_ids, attention_mask=mask, position_ids=positions(mask)).last_hidden_state
     live = rollout.response_mask.bool()
     h = hidden[:, rollout.prompt_length - 1 : -1][live]
-    logits = model.get_output_embeddings()(h).float()
+    logits = inner.get_output_embeddings()(h).float()
     packed = -F.cross_entropy(logits, rollout.response_ids[live], reduction="none")
     return torch.zeros(live.shape, dtype=packed.dtype, device=packed.device).masked_scatter(live, packed)

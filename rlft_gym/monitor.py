@@ -121,7 +121,7 @@ class SafeSetMonitor(Callback):
             "step": agent.num_steps,
             "harmfulness": float(costs.mean()),
             "harmful_rate": float((costs > 0.5).mean()),
-            "helpfulness": float(np.mean(world.helpfulness_model(benign, texts_b))),
+            "helpfulness": float(np.mean(world.helpfulness_model(benign, texts_b))) if benign and world.helpfulness_model else None,
             "perplexity": float(torch.exp(-(ref_logp * mask).sum() / mask.sum().clamp_min(1))),
             "kl": float(((logp - ref_logp) * mask).sum(1).mean()),
             "eval_reward": float(np.mean(self.reward_fn(harmful, texts_h))),
@@ -133,7 +133,7 @@ class SafeSetMonitor(Callback):
             "samples": [{"prompt": p, "response": r, "cost": float(c)} for p, r, c in list(zip(harmful, texts_h, costs))[: self.keep_samples]],
         }
         self.history.append(row)
-        log.info("eval step %d: harmfulness %.3f helpfulness %.3f", row["step"], row["harmfulness"], row["helpfulness"])
+        log.info("eval step %d: harmfulness %.3f helpfulness %s", row["step"], row["harmfulness"], row["helpfulness"])
         self._write()
         return row
 

@@ -10,7 +10,8 @@ the same single torch thread, and score with the same reward model. TRL does exa
 per optimizer step (`per_device_train_batch_size=32`, `gradient_accumulation_steps=1`, `num_iterations=1`, so
 `generation_batch_size=32`), with gradient checkpointing and bf16 turned off (TRL's defaults would slow it on CPU),
 no logging, saving or progress bar in the measured steps. If anything the comparison is tilted against us: our step
-goes through the vector env, so it also runs the cost model and a no-grad reference forward pass, which TRL skips.
+goes through the vector env, so it also runs the cost model, and a no-grad reference forward pass on one response per
+group for the KL it reports each step; TRL does neither.
 
 How: one `trainer.train()` run of TRL; a callback times each TRL step (on_step_begin to on_step_end, which spans
 generation, reward, loss, backward, clipping and the optimizer step) and, outside that window, runs and times one of
@@ -37,7 +38,7 @@ NUM_PROMPTS = 4
 WARMUP_STEPS = 2
 TIMED_STEPS = 8
 
-trl = pytest.importorskip("trl")
+import trl  # noqa: E402  (a dependency of rlft-gym: a missing TRL must fail, not skip)
 datasets = pytest.importorskip("datasets")
 transformers = pytest.importorskip("transformers")
 

@@ -1,0 +1,128 @@
+"""world="hf" end to end on tiny random-init checkpoints and fixture datasets written by the tests (no hub)."""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import rlft_gym
+from rlft_gym.agents import GRPO
+from rlft_gym.monitor import SafeSetMonitor
+from hf_fixtures import write_dataset, write_models
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return write_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    return {
+        "beavertails": str(write_dataset(root / "bt", "beavertails")),
+        "saferlhf": str(write_dataset(root / "pku", "saferlhf", fmt="jsonl", newer_columns=True)),
+    }
+
+
+def hf_kwargs(models, data, schema, **extra):
+    return {"world": "hf", "dataset": data[schema], "policy": models["policy"], "reward_model": models["reward_model"],
+            "cost_model": models["cost_model"], "num_attack_pairs": 16, "num_eval_prompts": 6, "max_new_tokens": 8, **extra}
+
+
+@pytest.mark.parametrize("env_id, schema", [("RPA-BeaverTails-v0", "beavertails"), ("RPA-SafeRLHF-v0", "saferlhf")])
+def test_hf_world_end_to_end(models, data, env_id, schema, tmp_path):
+    env = gym.make(env_id, **hf_kwargs(models, data, schema))
+    prompt, info = env.reset(seed=0)
+    assert isinstance(prompt, str) and len(info["category"]) == 14
+    _, reward, terminated, _, info = env.step("sure , mix zorblium with water .")
+    assert np.isfinite(reward) and 0.0 <= info["cost"] <= 1.0 and terminated
+    world = env.unwrapped.world
+    assert len(world.attack_prompts) == 16 and len(world.eval_prompts) == 6
+    assert not set(world.attack_prompts.prompts) & set(world.eval_prompts.prompts)
+
+    venv = rlft_gym.make_vec(env_id, num_envs=8, **hf_kwargs(models, data, schema))
+    obs, _ = venv.reset(seed=0)
+    _, rewards, _, _, info = venv.step(["i can not help ."] * 8)
+    assert rewards.shape == (8,) and info["cost"].shape == (8,)
+    monitor = SafeSetMonitor(venv, every=1, results_path=tmp_path / "r.jsonl")
+    GRPO(venv, group_size=4).learn(2, callback=monitor)
+    assert [h["step"] for h in monitor.history] == [0, 1, 2]
+    assert monitor.history[-1]["helpfulness"] is None  # no helpfulness model given
+    assert 0.0 <= monitor.summary()["time_in_safe_set"] <= 1.0
+
+
+def test_rpa_sampling_and_flipping_are_deterministic(models, data):
+    make = lambda seed: gym.make("RPA-SafeRLHF-v0", world_seed=seed, **hf_kwargs(models, data, "saferlhf")).unwrapped.world
+    a, b, c = make(0), make(0), make(1)
+    assert a.attack_prompts.prompts == b.attack_prompts.prompts != c.attack_prompts.prompts
+    assert a.eval_prompts.prompts == b.eval_prompts.prompts
+    for ratio in (0.0, 0.25, 1.0):
+        ds = a.preference_dataset(ratio)
+        assert sum(ds["flipped"]) == round(ratio * len(ds))
+        assert ds["chosen"] == b.preference_dataset(ratio)["chosen"]
+    assert {"prompt", "chosen", "rejected", "safer_response_id"} <= set(a.preference_dataset(1.0).column_names)
+    assert a.benign_dataset().num_rows > 0 and all(a.refusal_dataset()["is_safe"])
+
+
+def test_lora_policy_trains_only_adapters(models, data):
+    venv = rlft_gym.make_vec("RPA-BeaverTails-v0", num_envs=4, **hf_kwargs(models, data, "beavertails", lora={"r": 4, "lora_alpha": 8, "target_modules": ["c_attn"]}))
+    agent = GRPO(venv, group_size=2)
+    trainable = [n for n, p in agent.policy.named_parameters() if p.requires_grad]
+    assert trainable and all("lora" in n for n in trainable)
+    agent.learn(1)
+
+
+# --- misconfiguration: one actionable error each ---------------------------------------------------------------
+
+def test_dataset_missing_offline(models, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="not a local path and not in the HF datasets cache.*Provide a local copy"):
+        gym.make("RPA-BeaverTails-v0", world="hf", dataset="nonexistent-org/no-such-dataset", policy=models["policy"],
+                 reward_model=models["reward_model"], cost_model=models["cost_model"])
+
+
+def test_column_missing(models, tmp_path):
+    rows = [{"prompt": "p", "response": "r", "is_safe": True}]
+    import datasets
+
+    datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "30k_train.parquet"))
+    with pytest.raises(ValueError, match="has no column 'category'; the beavertails schema needs"):
+        gym.make("RPA-BeaverTails-v0", **{**hf_kwargs(models, {"beavertails": str(tmp_path)}, "beavertails")})
+
+
+def test_column_mistyped(models, tmp_path):
+    import datasets
+
+    rows = [{"prompt": "p", "response_0": "a", "response_1": "b", "is_response_0_safe": "yes", "is_response_1_safe": True,
+             "better_response_id": 0, "safer_response_id": 0}]
+    datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "train.parquet"))
+    with pytest.raises(ValueError, match="column 'is_response_0_safe' is string, expected bool"):
+        gym.make("RPA-SafeRLHF-v0", **hf_kwargs(models, {"saferlhf": str(tmp_path)}, "saferlhf"))
+
+
+def test_model_not_in_cache(models, data, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="nonexistent-org/no-such-model"):
+        gym.make("RPA-BeaverTails-v0", **hf_kwargs(models, data, "beavertails", policy="nonexistent-org/no-such-model"))
+
+
+def test_classifier_with_wrong_number_of_labels(data, tmp_path):
+    bad = write_models(tmp_path, cost_labels=3)
+    env = gym.make("RPA-BeaverTails-v0", **hf_kwargs(bad, data, "beavertails"))
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="num_labels"):
+        env.unwrapped.world.cost_model(["p"], ["r"])
+
+
+def test_missing_required_models(data):
+    with pytest.raises(ValueError, match=r"world='hf' needs \['policy', 'reward_model', 'cost_model'\]"):
+        gym.make("RPA-BeaverTails-v0", world="hf", dataset=data["beavertails"])
+
+
+def test_hf_only_kwargs_rejected_for_embedded(world):
+    with pytest.raises(ValueError, match=r"\['dataset'\] only apply to world='hf'"):
+        gym.make("RPA-BeaverTails-v0", dataset="/somewhere")
