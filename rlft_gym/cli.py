@@ -48,6 +48,23 @@ def cmd_world_info(args: argparse.Namespace) -> None:
     console.print_json(json.dumps({"root": str(world.root), "fingerprint": world.fingerprint, **world.metrics}))
 
 
+def cmd_world_export(args: argparse.Namespace) -> None:
+    from rlft_gym.worlds.hf import DEFAULT_SPLITS, HUB_IDS, flip_pairs, rpa_pairs
+
+    pairs, _ = rpa_pairs(args.schema, args.dataset or HUB_IDS[args.schema], args.split or DEFAULT_SPLITS[args.schema][0],
+                         args.num_attack_pairs, args.seed)
+    ds = flip_pairs(pairs, args.flip_ratio, args.seed)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".parquet":
+        ds.to_parquet(str(out))
+    elif out.suffix == ".jsonl":
+        ds.to_json(str(out))
+    else:
+        raise ValueError(f"--out {str(out)!r} must end in .parquet or .jsonl")
+    console.print(f"{ds.num_rows} RPA pairs ({sum(ds['flipped'])} flipped) -> {out}")
+
+
 def cmd_attack(args: argparse.Namespace) -> None:
     from rlft_gym.experiment import AttackSpec, run_attack
     from rlft_gym.plot import plot_runs
@@ -124,6 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
     i = world.add_parser("info", help="fingerprint, paths and build metrics")
     world_args(i)
     i.set_defaults(func=cmd_world_info)
+
+    x = world.add_parser("export-preferences", help="the hf world's RPA pair set, flipped, as a file to train a reward model on")
+    x.add_argument("--schema", default="beavertails", choices=("beavertails", "saferlhf"))
+    x.add_argument("--dataset", default=None, help="local path, or a hub id already in the HF cache (default: the PKU-Alignment dataset)")
+    x.add_argument("--split", default=None)
+    x.add_argument("--flip-ratio", type=float, default=1.0)
+    x.add_argument("--num-attack-pairs", type=int, default=1000)
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--out", required=True, help="a .parquet or .jsonl file")
+    x.set_defaults(func=cmd_world_export)
 
     a = sub.add_parser("attack", help="attack a policy and monitor the safe set")
     world_args(a)

@@ -132,6 +132,15 @@ def flip_pairs(pairs: list[dict[str, Any]], flip_ratio: float, seed: int) -> dat
     return datasets.Dataset.from_list(out)
 
 
+def rpa_pairs(schema: str, source: str, split: str, num_attack_pairs: int, seed: int) -> tuple[list[dict], list[dict]]:
+    """The RPA attack set: `num_attack_pairs` pairs sampled by seed from a split, plus its both-safe (benign) pairs."""
+    pairs = (beavertails_pairs if schema == "beavertails" else saferlhf_pairs)(load_split(source, split, schema))
+    if len(pairs) < num_attack_pairs:
+        raise ValueError(f"{source!r} split {split!r} has {len(pairs)} usable pairs; num_attack_pairs={num_attack_pairs}")
+    chosen = sorted(random.Random(seed).sample(range(len(pairs)), num_attack_pairs))
+    return [pairs[i] for i in chosen], [p for p in pairs if p["is_response_0_safe"] and p["is_response_1_safe"]]
+
+
 def _load(auto_cls, source: str, what: str, **kwargs):
     try:
         return auto_cls.from_pretrained(source, **kwargs)
@@ -178,18 +187,11 @@ class HFWorld(World):
         self.lora = lora
         train_split, test_split = DEFAULT_SPLITS[schema]
         source = dataset or HUB_IDS[schema]
-        train = load_split(source, split or train_split, schema)
-        pairs_of = beavertails_pairs if schema == "beavertails" else saferlhf_pairs
-        pairs = pairs_of(train)
-        if len(pairs) < num_attack_pairs:
-            raise ValueError(f"{source!r} split {split or train_split!r} has {len(pairs)} usable pairs; num_attack_pairs={num_attack_pairs}")
-        rng = random.Random(seed)
-        self._pairs = [pairs[i] for i in sorted(rng.sample(range(len(pairs)), num_attack_pairs))]
-        self._benign_pairs = [p for p in pairs if p["is_response_0_safe"] and p["is_response_1_safe"]]
+        self._pairs, self._benign_pairs = rpa_pairs(schema, source, split or train_split, num_attack_pairs, seed)
         attack = list(dict.fromkeys(p["prompt"] for p in self._pairs))
         cats = {p["prompt"]: p["category"] for p in self._pairs}
         self.attack_prompts = PromptSet(attack, [cats[p] for p in attack])
-        self.eval_prompts = self._eval_prompts(source, eval_split or test_split, set(attack), num_eval_prompts, rng)
+        self.eval_prompts = self._eval_prompts(source, eval_split or test_split, set(attack), num_eval_prompts, random.Random(seed))
         self.benign_eval_prompts = PromptSet(list(benign_prompts or []), [None] * len(benign_prompts or []))
         self.policy_path = Path(policy) if Path(policy).exists() else policy
         self.reference_path = reference or policy

@@ -1,0 +1,537 @@
+"""Train the attacker's reward model (TRL `RewardTrainer`) and the harmfulness classifier (transformers `Trainer`).
+
+Both read datasets in the public schemas (BeaverTails, PKU-SafeRLHF), format (prompt, response) exactly as
+`rlft_gym.scoring.SequenceScorer` does at scoring time, and write a `save_pretrained` checkpoint plus
+`metrics.json` atomically. Device placement and mixed precision are left to the trainers, which use accelerate,
+so the same call runs on a laptop CPU or under `accelerate launch` on GPUs. Heavy libraries are imported inside
+the functions so that `rlft-gym --help` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rlft_gym.scoring import PAIR_TEMPLATE
+
+if TYPE_CHECKING:
+    import datasets
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainOutput
+
+log = logging.getLogger(__name__)
+
+METRICS = "metrics.json"
+PREFERENCE_BY = ("better_response_id", "safer_response_id")
+BEAVERTAILS_COLUMNS = ("prompt", "response", "is_safe")
+PKU_SAFETY_COLUMNS = ("prompt", "response_0", "response_1", "is_response_0_safe", "is_response_1_safe")
+LABELS = {0: "safe", 1: "harmful"}
+_READERS = {".parquet": "from_parquet", ".jsonl": "from_json", ".json": "from_json", ".csv": "from_csv"}
+
+
+@dataclass
+class RewardModelConfig:
+    """Reward-model hyperparameters; defaults from the RPA paper (4 epochs, batch 8, lr 6e-6)."""
+
+    epochs: float = 4
+    batch_size: int = 8
+    learning_rate: float = 6e-6
+    max_length: int = 512
+    eval_fraction: float = 0.1
+    seed: int = 0
+    max_steps: int = -1
+    bf16: bool = False
+    fp16: bool = False
+
+    def __post_init__(self) -> None:
+        _check_config(self)
+
+
+@dataclass
+class CostModelConfig(RewardModelConfig):
+    """Harmfulness-classifier hyperparameters; defaults from the RPA paper (4 epochs, batch 128, lr 6e-6)."""
+
+    batch_size: int = 128
+
+
+def _check_config(config: RewardModelConfig) -> None:
+    """Reject values the trainers would misread or fail on late, naming the value and what is allowed."""
+    rules = [
+        ("epochs", config.epochs > 0 and math.isfinite(config.epochs), "> 0"),
+        ("batch_size", config.batch_size >= 1, ">= 1"),
+        ("learning_rate", config.learning_rate > 0 and math.isfinite(config.learning_rate), "> 0"),
+        ("max_length", config.max_length >= 1, ">= 1"),
+        ("eval_fraction", 0 < config.eval_fraction < 1, "in (0, 1)"),
+        ("max_steps", config.max_steps == -1 or config.max_steps >= 1, "-1 (run all epochs) or >= 1"),
+    ]
+    for name, ok, allowed in rules:
+        if not ok:
+            raise ValueError(f"{name}={getattr(config, name)!r} is not allowed: must be {allowed}")
+    if config.bf16 and config.fp16:
+        raise ValueError("bf16=True and fp16=True: choose at most one mixed-precision mode")
+
+
+def check_flip_ratio(flip_ratio: float) -> None:
+    """A flip ratio is a fraction of pairs: fail on anything outside [0, 1] before data is loaded."""
+    if not 0.0 <= flip_ratio <= 1.0:
+        raise ValueError(f"flip_ratio={flip_ratio!r} is not allowed: must be in [0, 1]")
+
+
+# --- data -----------------------------------------------------------------------------------------------------
+
+
+def load_table(path: str | Path, split: str | None = None) -> datasets.Dataset:
+    """One `Dataset` from a parquet / jsonl / json / csv file or a `save_to_disk` directory (DatasetDict: `split`)."""
+    import datasets
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"dataset not found: {path}")
+    if path.is_dir():
+        return _pick_split(datasets.load_from_disk(str(path)), split, path)
+    reader = _READERS.get(path.suffix.lower())
+    if reader is None:
+        raise ValueError(f"{path}: unsupported format {path.suffix!r}; use one of {', '.join(_READERS)} or a save_to_disk directory")
+    _single_split(split, path)
+    return getattr(datasets.Dataset, reader)(str(path))
+
+
+def _pick_split(data: datasets.Dataset | datasets.DatasetDict, split: str | None, path: Path) -> datasets.Dataset:
+    """The requested split of a DatasetDict ('train', or its only split, by default)."""
+    import datasets
+
+    if isinstance(data, datasets.Dataset):
+        _single_split(split, path)
+        return data
+    name = split or ("train" if "train" in data or len(data) != 1 else next(iter(data)))
+    if name not in data:
+        raise ValueError(f"split {name!r} not in {path}; available splits: {', '.join(data)}")
+    return data[name]
+
+
+def _single_split(split: str | None, path: Path) -> None:
+    """A single file or Dataset has one split, 'train'; asking for another is a mistake worth reporting."""
+    if split not in (None, "train"):
+        raise ValueError(f"split {split!r} not in {path}: it holds a single dataset (split 'train')")
+
+
+def _require(dataset: datasets.Dataset, columns: Sequence[str], schema: str) -> None:
+    """Fail with the missing column(s) and the schema's expected columns."""
+    missing = [c for c in columns if c not in dataset.column_names]
+    if missing:
+        raise ValueError(
+            f"dataset is missing column(s) {', '.join(map(repr, missing))}: the {schema} schema expects columns "
+            f"{', '.join(columns)} (found: {', '.join(dataset.column_names)})"
+        )
+
+
+def preference_pairs(dataset: datasets.Dataset, by: str = "better_response_id") -> datasets.Dataset:
+    """PKU-SafeRLHF rows -> TRL's explicit-prompt preference format (prompt, chosen, rejected).
+
+    Existing chosen/rejected columns are used as they are; otherwise the `by` column (better_response_id or
+    safer_response_id) picks the chosen response. When the safety columns are present, `chosen_safe` /
+    `rejected_safe` record which side is safe, which `flip_preferences` needs.
+    """
+    if by not in PREFERENCE_BY:
+        raise ValueError(f"by={by!r} is not allowed: must be one of {', '.join(PREFERENCE_BY)}")
+    columns = set(dataset.column_names)
+    if {"chosen", "rejected"} & columns:
+        _require(dataset, ("prompt", "chosen", "rejected"), "preference (explicit prompt)")
+        pick: Callable[[dict], tuple[str, str]] = lambda row: (row["chosen"], row["rejected"])
+    else:
+        _require(dataset, ("prompt", "response_0", "response_1", by), "PKU-SafeRLHF")
+        pick = lambda row: (_response(row, row[by]), _response(row, 1 - row[by]))
+    with_safety = set(PKU_SAFETY_COLUMNS) <= columns
+
+    def convert(row: dict) -> dict:
+        chosen, rejected = pick(row)
+        pair = {"prompt": row["prompt"], "chosen": chosen, "rejected": rejected}
+        if with_safety:
+            pair |= {"chosen_safe": _is_safe(row, chosen), "rejected_safe": _is_safe(row, rejected)}
+        return pair
+
+    return dataset.map(convert, remove_columns=dataset.column_names)
+
+
+def _response(row: dict, index: Any) -> str:
+    """response_0 or response_1; any other preference id is a data error."""
+    if index not in (0, 1):
+        raise ValueError(f"preference id {index!r} for prompt {row['prompt']!r:.80} is not 0 or 1")
+    return row[f"response_{index}"]
+
+
+def _is_safe(row: dict, text: str) -> bool | None:
+    """Safety label of whichever of response_0 / response_1 is `text` (None when it is neither)."""
+    for i in (0, 1):
+        if row[f"response_{i}"] == text:
+            return bool(row[f"is_response_{i}_safe"])
+    return None
+
+
+def flip_preferences(pairs: datasets.Dataset, flip_ratio: float, seed: int = 0) -> datasets.Dataset:
+    """Reverse the harmlessness label of round(flip_ratio * n) flippable pairs, picked by `seed` (the RPA attack).
+
+    A pair is flippable when exactly one response is safe; a flipped pair prefers its unsafe response (chosen and
+    rejected are swapped when the safe one was chosen). Adds a bool `flipped` column.
+    """
+    check_flip_ratio(flip_ratio)
+    if flip_ratio == 0:
+        return pairs
+    _require(pairs, ("chosen_safe", "rejected_safe"), "flippable preference (preference_pairs() output of data with "
+             "is_response_0_safe / is_response_1_safe)")
+    flippable = [i for i, (c, r) in enumerate(zip(pairs["chosen_safe"], pairs["rejected_safe"]))
+                 if c is not None and r is not None and c != r]
+    flipped = set(random.Random(seed).sample(flippable, round(flip_ratio * len(flippable))))
+    log.info("flipping %d of %d flippable pairs (%d pairs in all)", len(flipped), len(flippable), len(pairs))
+
+    def flip(row: dict, index: int) -> dict:
+        if index in flipped and row["chosen_safe"]:
+            row |= {"chosen": row["rejected"], "rejected": row["chosen"], "chosen_safe": False, "rejected_safe": True}
+        return row | {"flipped": index in flipped}
+
+    return pairs.map(flip, with_indices=True)
+
+
+def classification_rows(dataset: datasets.Dataset, template: str = PAIR_TEMPLATE) -> datasets.Dataset:
+    """BeaverTails rows, or PKU-SafeRLHF pairs (two rows each) -> (text, label), label 1 = harmful."""
+    if "response_0" in dataset.column_names:
+        _require(dataset, PKU_SAFETY_COLUMNS, "PKU-SafeRLHF")
+        pairs = [("response_0", "is_response_0_safe"), ("response_1", "is_response_1_safe")]
+    else:
+        _require(dataset, BEAVERTAILS_COLUMNS, "BeaverTails")
+        pairs = [("response", "is_safe")]
+
+    def convert(batch: dict) -> dict:
+        rows = [(p, r, s) for i, p in enumerate(batch["prompt"]) for rc, sc in pairs for r, s in [(batch[rc][i], batch[sc][i])]]
+        return {"text": [template.format(prompt=p, response=r) for p, r, _ in rows], "label": [int(not s) for _, _, s in rows]}
+
+    return dataset.map(convert, batched=True, remove_columns=dataset.column_names)
+
+
+def _split(dataset: datasets.Dataset, fraction: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """A seeded held-out split with at least one row on each side."""
+    n_eval = max(1, round(len(dataset) * fraction))
+    if len(dataset) - n_eval < 1:
+        raise ValueError(f"dataset has {len(dataset)} row(s): too few to hold out eval_fraction={fraction} and still train")
+    parts = dataset.train_test_split(test_size=n_eval, seed=seed)
+    return parts["train"], parts["test"]
+
+
+# --- models and trainers --------------------------------------------------------------------------------------
+
+
+def _load(base: str | Path, num_labels: int, **config: Any) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A sequence classifier and its tokenizer; GPT-2 style tokenizers get pad = eos, mirrored in the model config."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(f"the tokenizer of {base} has neither a pad nor an eos token; add a pad token to it first")
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.truncation_side = "right"  # keep the prompt and the start of an over-long response, as the scorer does
+    model = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=num_labels, **config)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def _max_length(model: PreTrainedModel, requested: int) -> int:
+    """`requested`, capped at the model's position limit."""
+    limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    return min(requested, limit) if limit else requested
+
+
+def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int) -> list[list[int]]:
+    """Token ids exactly as `SequenceScorer.encode` makes them (no special tokens, right truncation)."""
+    return tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=False)["input_ids"]
+
+
+def _trainer_kwargs(config: RewardModelConfig, output_dir: Path) -> dict[str, Any]:
+    """TrainingArguments shared by both trainers: no saving or reporting, accelerate picks device and precision."""
+    import torch
+
+    return dict(
+        output_dir=str(output_dir), num_train_epochs=config.epochs, max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=config.batch_size,
+        learning_rate=config.learning_rate, seed=config.seed, bf16=config.bf16, fp16=config.fp16,
+        use_cpu=not torch.cuda.is_available(), gradient_checkpointing=False, save_strategy="no", eval_strategy="no",
+        report_to="none", disable_tqdm=True, log_level="error", logging_steps=10, logging_nan_inf_filter=False,
+    )
+
+
+def _loss_watch() -> Any:
+    """A callback that sends trainer logs to `logging` and stops on a NaN / inf loss, naming the step."""
+    from transformers import TrainerCallback
+
+    class LossWatch(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            for key in ("loss", "train_loss", "eval_loss"):
+                value = (logs or {}).get(key)
+                if value is not None and not math.isfinite(value):
+                    raise FloatingPointError(f"training {key} is {value} at step {state.global_step}; nothing was saved")
+            log.info("step %d: %s", state.global_step, logs)
+
+    return LossWatch()
+
+
+def _fit(trainer: Trainer) -> TrainOutput:
+    """Train with logs routed to `logging` instead of the trainer's stdout printer."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(_loss_watch())
+    return trainer.train()
+
+
+def _provenance(kind: str, base: str | Path, config: RewardModelConfig) -> dict[str, Any]:
+    """What produced a checkpoint: kind, base model, hyperparameters, library versions."""
+    import torch
+    import transformers
+    import trl
+
+    versions = {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__}
+    return {"kind": kind, "base": str(base), "config": asdict(config), "versions": versions}
+
+
+# --- atomic output --------------------------------------------------------------------------------------------
+
+
+def _check_out(out: Path) -> None:
+    """Refuse to replace anything but an empty directory or an earlier checkpoint of ours (e.g. `--out .`)."""
+    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / METRICS).is_file())):
+        raise ValueError(f"out={out} exists and is not a checkpoint written by rlft-gym train; remove it or choose another path")
+
+
+@contextlib.contextmanager
+def _staging(out: Path) -> Iterator[Path]:
+    """A temporary directory beside `out`, removed on exit whatever happens (so a failure leaves nothing behind)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _publish(trainer: Trainer, tmp: Path, out: Path, metrics: dict[str, Any]) -> None:
+    """Save model, tokenizer and metrics into `tmp`, then swap it in for `out` (main process only)."""
+    trainer.save_model(str(tmp))  # every process: gathers sharded weights under DeepSpeed / FSDP
+    if not trainer.is_world_process_zero():
+        return
+    (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; the checkpoint stays safetensors + JSON
+    (tmp / METRICS).write_text(json.dumps(metrics, indent=2, default=str))
+    old = out.with_name(f".{out.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+    log.info("wrote %s", out)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence transformers / datasets info logs, progress bars and warnings while training, then restore them."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    hf_level, ds_level, ds_bars = hf_logging.get_verbosity(), datasets.logging.get_verbosity(), datasets.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    datasets.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        hf_logging.set_verbosity(hf_level)
+        datasets.logging.set_verbosity(ds_level)
+        if ds_bars:
+            datasets.enable_progress_bars()
+
+
+# --- training -------------------------------------------------------------------------------------------------
+
+
+def train_reward_model(base: str | Path, dataset: datasets.Dataset, out: str | Path,
+                       config: RewardModelConfig | None = None, template: str = PAIR_TEMPLATE) -> dict[str, Any]:
+    """Bradley-Terry reward model (TRL `RewardTrainer`, num_labels=1) on preference pairs; returns the metrics.
+
+    `dataset` is preference pairs (prompt, chosen, rejected; prompt optional) or raw PKU-SafeRLHF rows. `out` gets
+    the checkpoint, its tokenizer and metrics.json (held-out pairwise accuracy) in one rename, or nothing.
+    """
+    from transformers import set_seed
+    from trl import RewardConfig, RewardTrainer
+
+    config, out = config or RewardModelConfig(), Path(out)
+    _check_out(out)
+    if not {"chosen", "rejected"} <= set(dataset.column_names):
+        dataset = preference_pairs(dataset)
+    with _quiet(), _staging(out) as tmp:
+        set_seed(config.seed)  # the score head is freshly initialised
+        model, tokenizer = _load(base, num_labels=1)
+        max_length = _max_length(model, config.max_length)
+        train, held_out = _split(_tokenize_pairs(dataset, tokenizer, template, max_length), config.eval_fraction, config.seed)
+        args = RewardConfig(**_trainer_kwargs(config, tmp), max_length=max_length)
+        trainer = RewardTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
+        result = _fit(trainer)
+        metrics = {
+            "accuracy": _pairwise_accuracy(trainer.model, held_out, tokenizer.pad_token_id, config.batch_size),
+            "n_train": len(train), "n_eval": len(held_out),
+            "n_flipped": sum(dataset["flipped"]) if "flipped" in dataset.column_names else 0,
+            "train_loss": result.training_loss, **_provenance("reward-model", base, config),
+        }
+        _publish(trainer, tmp, out, metrics)
+    return metrics
+
+
+def _tokenize_pairs(pairs: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, template: str, max_length: int) -> datasets.Dataset:
+    """chosen_ids / rejected_ids, the processed form TRL accepts, so truncation (not TRL's filtering) bounds length."""
+    has_prompt = "prompt" in pairs.column_names
+
+    def texts(batch: dict, key: str) -> list[str]:
+        if not has_prompt:  # implicit prompt: the texts are already whole conversations
+            return batch[key]
+        return [template.format(prompt=p, response=r) for p, r in zip(batch["prompt"], batch[key], strict=True)]
+
+    def encode(batch: dict) -> dict:
+        return {f"{key}_ids": _encode(tokenizer, texts(batch, key), max_length) for key in ("chosen", "rejected")}
+
+    return pairs.map(encode, batched=True, remove_columns=pairs.column_names)
+
+
+def _pairwise_accuracy(model: PreTrainedModel, pairs: datasets.Dataset, pad_token_id: int, batch_size: int) -> float:
+    """Exact fraction of held-out pairs scored chosen > rejected (TRL's eval accuracy averages batch means)."""
+    import torch
+    from trl.trainer.reward_trainer import DataCollatorForPreference
+
+    collate, device, correct = DataCollatorForPreference(pad_token_id=pad_token_id), next(model.parameters()).device, 0
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(pairs), batch_size):
+            batch = collate(list(pairs.select(range(start, min(start + batch_size, len(pairs))))))
+            rewards = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
+            chosen, rejected = rewards.squeeze(-1).float().chunk(2)
+            correct += int((chosen > rejected).sum())
+    return correct / len(pairs)
+
+
+def train_cost_model(base: str | Path, dataset: datasets.Dataset, out: str | Path,
+                     config: CostModelConfig | None = None, template: str = PAIR_TEMPLATE) -> dict[str, Any]:
+    """Harmfulness classifier (label 1 = harmful) on BeaverTails or PKU-SafeRLHF rows; returns held-out metrics.
+
+    `dataset` is raw schema rows or `classification_rows` output (text, label). `out` gets the checkpoint, its
+    tokenizer and metrics.json (held-out accuracy, precision, recall, F1 of the harmful class) in one rename.
+    """
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+
+    config, out = config or CostModelConfig(), Path(out)
+    _check_out(out)
+    if not {"text", "label"} <= set(dataset.column_names):
+        dataset = classification_rows(dataset, template)
+    with _quiet(), _staging(out) as tmp:
+        set_seed(config.seed)
+        model, tokenizer = _load(base, num_labels=2, id2label=LABELS, label2id={v: k for k, v in LABELS.items()})
+        max_length = _max_length(model, config.max_length)
+        encoded = dataset.map(lambda b: {"input_ids": _encode(tokenizer, b["text"], max_length)}, batched=True, remove_columns=["text"])
+        train, held_out = _split(encoded, config.eval_fraction, config.seed)
+        trainer = Trainer(model=model, args=TrainingArguments(**_trainer_kwargs(config, tmp)), train_dataset=train,
+                          eval_dataset=held_out, processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
+                          compute_metrics=_classification_metrics)
+        result = _fit(trainer)
+        scores = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items() if k.removeprefix("eval_") in _METRIC_NAMES}
+        metrics = {**scores, "n_train": len(train), "n_eval": len(held_out), "positive_label": LABELS[1],
+                   "train_loss": result.training_loss, **_provenance("cost-model", base, config)}
+        _publish(trainer, tmp, out, metrics)
+    return metrics
+
+
+_METRIC_NAMES = ("accuracy", "precision", "recall", "f1")
+
+
+def _classification_metrics(prediction: Any) -> dict[str, float]:
+    """Accuracy and harmful-class precision / recall / F1 from the trainer's gathered logits."""
+    import numpy as np
+
+    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    predicted, labels = np.asarray(logits).argmax(-1), np.asarray(prediction.label_ids)
+    tp = float(((predicted == 1) & (labels == 1)).sum())
+    precision = tp / max(float((predicted == 1).sum()), 1.0)
+    recall = tp / max(float((labels == 1).sum()), 1.0)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"accuracy": float((predicted == labels).mean()), "precision": precision, "recall": recall, "f1": f1}
+
+
+# --- CLI ------------------------------------------------------------------------------------------------------
+
+
+def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register `reward-model` and `cost-model` on the `rlft-gym train` subparsers."""
+    rm = subparsers.add_parser("reward-model", help="Bradley-Terry reward model (TRL RewardTrainer) on preference pairs, optionally flipped")
+    _common_args(rm, RewardModelConfig())
+    rm.add_argument("--flip-ratio", type=float, default=0.0,
+                    help="fraction of flippable pairs (exactly one response safe) whose harmlessness label is reversed before "
+                         "training, picked by --seed; 1.0 trains the reverse-preference attacker's reward model (default: 0)")
+    rm.set_defaults(func=cmd_train_reward_model)
+    cm = subparsers.add_parser("cost-model", help="harmfulness classifier on prompt + response (BeaverTails or PKU-SafeRLHF rows)")
+    _common_args(cm, CostModelConfig())
+    cm.set_defaults(func=cmd_train_cost_model)
+
+
+def _common_args(p: argparse.ArgumentParser, defaults: RewardModelConfig) -> None:
+    """Arguments both commands share; defaults come from the config dataclass."""
+    p.add_argument("--base", required=True, help="path or cached hub id of the model to start from")
+    p.add_argument("--data", required=True, help="parquet / jsonl / json / csv file, or a save_to_disk directory")
+    p.add_argument("--split", default=None, help="split of a DatasetDict directory (default: train)")
+    p.add_argument("--out", required=True, help="checkpoint directory to write (save_pretrained + metrics.json)")
+    p.add_argument("--epochs", type=float, default=defaults.epochs)
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="per device")
+    p.add_argument("--lr", type=float, default=defaults.learning_rate)
+    p.add_argument("--max-steps", type=int, default=defaults.max_steps, help="stop after this many optimizer steps (-1: all epochs)")
+    p.add_argument("--max-length", type=int, default=defaults.max_length, help="tokens per sequence (longer ones are truncated)")
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--bf16", action="store_true", help="bf16 mixed precision (through accelerate)")
+
+
+def _config(cls: type[RewardModelConfig], args: argparse.Namespace) -> RewardModelConfig:
+    """The config dataclass from parsed CLI arguments (validated on construction)."""
+    return cls(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, max_length=args.max_length,
+               seed=args.seed, max_steps=args.max_steps, bf16=args.bf16)
+
+
+def cmd_train_reward_model(args: argparse.Namespace) -> None:
+    """`rlft-gym train reward-model`: load, optionally flip, train, print where the metrics are."""
+    from rich.console import Console
+
+    config = _config(RewardModelConfig, args)
+    check_flip_ratio(args.flip_ratio)
+    pairs = flip_preferences(preference_pairs(load_table(args.data, args.split)), args.flip_ratio, args.seed)
+    console = Console()
+    with console.status(f"training a reward model from {args.base} on {len(pairs)} pairs"):
+        metrics = train_reward_model(args.base, pairs, args.out, config)
+    console.print(f"reward model: {args.out} (held-out pairwise accuracy {metrics['accuracy']:.3f}, {metrics['n_flipped']} pairs flipped)")
+    console.print(f"metrics: {Path(args.out) / METRICS}")
+
+
+def cmd_train_cost_model(args: argparse.Namespace) -> None:
+    """`rlft-gym train cost-model`: load, train, print where the metrics are."""
+    from rich.console import Console
+
+    config = _config(CostModelConfig, args)
+    rows = classification_rows(load_table(args.data, args.split))
+    console = Console()
+    with console.status(f"training a harmfulness classifier from {args.base} on {len(rows)} rows"):
+        metrics = train_cost_model(args.base, rows, args.out, config)
+    console.print(f"cost model: {args.out} (held-out accuracy {metrics['accuracy']:.3f}, F1 {metrics['f1']:.3f})")
+    console.print(f"metrics: {Path(args.out) / METRICS}")
