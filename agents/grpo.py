@@ -69,7 +69,8 @@ class GRPO(Agent):
         super().__init__(env, policy, constraints, seed, device)
         self.learning_rate, self.group_size, self.num_prompts = learning_rate, group_size, num_prompts
         self.temperature, self.beta, self.scale_rewards, self.max_grad_norm = temperature, beta, scale_rewards, max_grad_norm
-        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=learning_rate, weight_decay=0.0)
+        trainable = [p for p in self.policy.parameters() if p.requires_grad]  # only the adapters under LoRA
+        self.optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.0)
 
     def hyperparameters(self) -> dict:
         return {k: getattr(self, k) for k in ("learning_rate", "group_size", "num_prompts", "temperature", "beta", "scale_rewards", "max_grad_norm", "seed")}

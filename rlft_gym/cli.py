@@ -167,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", default="runs")
     a.set_defaults(func=cmd_attack)
 
+    from rlft_gym.train import add_train_commands
+
+    train = sub.add_parser("train", help="train a reward model or a harmfulness classifier (TRL / transformers trainers)")
+    add_train_commands(train.add_subparsers(dest="train_command", required=True))
+
     pl = sub.add_parser("plot", help="harm and reward curves of results files")
     pl.add_argument("results", nargs="+")
     pl.add_argument("-o", "--output", default="runs/plot.png")

@@ -1,36 +1,78 @@
-"""Loading a user's own copy of a dataset: parquet, JSON Lines, JSON, CSV files or a `save_to_disk` folder."""
+"""Loading a user's own copy of a dataset: files, a `save_to_disk` folder, or a hub id already in the HF cache."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
+if TYPE_CHECKING:  # datasets is imported on use, so the CLI starts fast
+    import datasets
 
-FORMATS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
+READERS = {".parquet": "from_parquet", ".jsonl": "from_json", ".json": "from_json", ".csv": "from_csv"}
 
 
-def load_table(path: str | Path, split: str | None = None) -> datasets.Dataset:
-    """One split of a local dataset; a folder is read with `load_from_disk` (a DatasetDict needs `split`)."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"dataset path {str(path)!r} does not exist")
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in FORMATS)
-        if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
-            ds = datasets.load_from_disk(str(path))
-        elif files:  # a folder of split files, e.g. 30k_train.parquet, 30k_test.parquet
-            by_split = {p.stem: p for p in files}
-            if split not in by_split:
-                raise ValueError(f"split {split!r} not found in {str(path)!r}; available: {sorted(by_split)}")
-            return load_table(by_split[split])
-        else:
-            raise ValueError(f"{str(path)!r} is neither a save_to_disk folder nor holds {sorted(FORMATS)} files")
-    else:
-        fmt = FORMATS.get(path.suffix)
-        if fmt is None:
-            raise ValueError(f"{str(path)!r}: unsupported file type {path.suffix!r}; expected one of {sorted(FORMATS)}")
-        ds = datasets.load_dataset(fmt, data_files=str(path), split="train")
-    if isinstance(ds, datasets.DatasetDict):
-        if split not in ds:
-            raise ValueError(f"split {split!r} not found in {str(path)!r}; available: {sorted(ds)}")
-        ds = ds[split]
-    return ds
+def load_table(source: str | Path, split: str | None = None) -> datasets.Dataset:
+    """One split of a dataset from a local path or a cached hub id.
+
+    A file holds one split ('train'); a folder is a `save_to_disk` dataset (a DatasetDict picks `split`, by default
+    'train' or its only split) or holds files named by split (`30k_train.parquet`, `test.jsonl`, ...). Anything
+    else is treated as a hub id, which must already be in the HF datasets cache: nothing is downloaded here.
+    """
+    path = Path(source).expanduser()
+    if path.exists():
+        return _local(path, split)
+    if str(source).startswith((".", "/", "~")) or Path(str(source)).suffix in READERS:
+        raise FileNotFoundError(f"dataset not found: {path}")
+    return _cached_hub(str(source), split)
+
+
+def _local(path: Path, split: str | None) -> datasets.Dataset:
+    import datasets
+
+    if path.is_file():
+        reader = READERS.get(path.suffix.lower())
+        if reader is None:
+            raise ValueError(f"{path}: unsupported format {path.suffix!r}; use one of {', '.join(READERS)} or a save_to_disk directory")
+        _single_split(split, path)
+        return getattr(datasets.Dataset, reader)(str(path))
+    if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
+        return _pick_split(datasets.load_from_disk(str(path)), split, path)
+    by_split = {p.stem: p for p in sorted(path.iterdir()) if p.suffix.lower() in READERS}
+    if not by_split:
+        raise ValueError(f"{path} is neither a save_to_disk folder nor holds {', '.join(READERS)} files named by split")
+    name = split or ("train" if "train" in by_split or len(by_split) != 1 else next(iter(by_split)))
+    if name not in by_split:
+        raise ValueError(f"split {name!r} not in {path}; available splits: {', '.join(by_split)}")
+    return _local(by_split[name], None)
+
+
+def _pick_split(data: datasets.Dataset | datasets.DatasetDict, split: str | None, path: Path) -> datasets.Dataset:
+    """The requested split of a DatasetDict ('train', or its only split, by default)."""
+    import datasets
+
+    if isinstance(data, datasets.Dataset):
+        _single_split(split, path)
+        return data
+    name = split or ("train" if "train" in data or len(data) != 1 else next(iter(data)))
+    if name not in data:
+        raise ValueError(f"split {name!r} not in {path}; available splits: {', '.join(data)}")
+    return data[name]
+
+
+def _single_split(split: str | None, path: Path) -> None:
+    """A single file or Dataset has one split, 'train'; asking for another is a mistake worth reporting."""
+    if split not in (None, "train"):
+        raise ValueError(f"split {split!r} not in {path}: it holds a single dataset (split 'train'); "
+                         f"use a folder with one file per split (e.g. {split}.parquet) or a save_to_disk DatasetDict")
+
+
+def _cached_hub(repo_id: str, split: str | None) -> datasets.Dataset:
+    import datasets
+
+    try:
+        return datasets.load_dataset(repo_id, split=split or "train")
+    except Exception as e:  # datasets raises several types for "not cached while offline"
+        raise FileNotFoundError(
+            f"dataset {repo_id!r} (split {split!r}) is not a local path and not in the HF datasets cache ({type(e).__name__}). "
+            f"Provide a local copy (parquet / jsonl files named by split, or a save_to_disk folder) and pass its path, or "
+            f"run `hf download {repo_id} --repo-type dataset` on a machine with internet and copy ~/.cache/huggingface."
+        ) from None

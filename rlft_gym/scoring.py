@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rlft_gym.templates import PAIR_TEMPLATE
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 ScoreFn = Callable[[Sequence[str], Sequence[str]], np.ndarray]
 
-PAIR_TEMPLATE = "user : {prompt} assistant : {response}"
 OUTPUTS = ("logit", "prob")
 
 

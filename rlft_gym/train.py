@@ -1,12 +1,9 @@
-"""Train the attacker's reward model (TRL `RewardTrainer`) and the harmfulness classifier (transformers `Trainer`).
-
-Both read datasets in the public schemas (BeaverTails, PKU-SafeRLHF), format (prompt, response) exactly as
-`rlft_gym.scoring.SequenceScorer` does at scoring time, and write a `save_pretrained` checkpoint plus
-`metrics.json` atomically. Device placement and mixed precision are left to the trainers, which use accelerate,
-so the same call runs on a laptop CPU or under `accelerate launch` on GPUs. Heavy libraries are imported inside
-the functions so that `rlft-gym --help` stays fast.
-"""
+"""Train reward models (TRL `RewardTrainer`) and harmfulness classifiers (transformers `Trainer`) from schema datasets."""
 from __future__ import annotations
+
+# Texts are formatted and tokenized exactly as `rlft_gym.scoring.SequenceScorer` does at scoring time. Device placement
+# and mixed precision are left to the trainers (accelerate), so the same call runs on a CPU or under `accelerate launch`.
+# torch / transformers / trl / datasets are imported inside functions so that `rlft-gym --help` stays fast.
 
 import argparse
 import contextlib
@@ -17,13 +14,13 @@ import os
 import random
 import shutil
 import tempfile
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rlft_gym.scoring import PAIR_TEMPLATE
+from rlft_gym.datasets_io import load_table
+from rlft_gym.templates import PAIR_TEMPLATE
 
 if TYPE_CHECKING:
     import datasets
@@ -36,12 +33,12 @@ PREFERENCE_BY = ("better_response_id", "safer_response_id")
 BEAVERTAILS_COLUMNS = ("prompt", "response", "is_safe")
 PKU_SAFETY_COLUMNS = ("prompt", "response_0", "response_1", "is_response_0_safe", "is_response_1_safe")
 LABELS = {0: "safe", 1: "harmful"}
-_READERS = {".parquet": "from_parquet", ".jsonl": "from_json", ".json": "from_json", ".csv": "from_csv"}
+_METRIC_NAMES = ("accuracy", "precision", "recall", "f1")
 
 
 @dataclass
-class RewardModelConfig:
-    """Reward-model hyperparameters; defaults from the RPA paper (4 epochs, batch 8, lr 6e-6)."""
+class _TrainConfig:
+    """Hyperparameters both trainers share, validated on construction."""
 
     epochs: float = 4
     batch_size: int = 8
@@ -58,13 +55,18 @@ class RewardModelConfig:
 
 
 @dataclass
-class CostModelConfig(RewardModelConfig):
+class RewardModelConfig(_TrainConfig):
+    """Reward-model hyperparameters; defaults from the RPA paper (4 epochs, batch 8, lr 6e-6)."""
+
+
+@dataclass
+class CostModelConfig(_TrainConfig):
     """Harmfulness-classifier hyperparameters; defaults from the RPA paper (4 epochs, batch 128, lr 6e-6)."""
 
     batch_size: int = 128
 
 
-def _check_config(config: RewardModelConfig) -> None:
+def _check_config(config: _TrainConfig) -> None:
     """Reject values the trainers would misread or fail on late, naming the value and what is allowed."""
     rules = [
         ("epochs", config.epochs > 0 and math.isfinite(config.epochs), "> 0"),
@@ -90,41 +92,6 @@ def check_flip_ratio(flip_ratio: float) -> None:
 # --- data -----------------------------------------------------------------------------------------------------
 
 
-def load_table(path: str | Path, split: str | None = None) -> datasets.Dataset:
-    """One `Dataset` from a parquet / jsonl / json / csv file or a `save_to_disk` directory (DatasetDict: `split`)."""
-    import datasets
-
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"dataset not found: {path}")
-    if path.is_dir():
-        return _pick_split(datasets.load_from_disk(str(path)), split, path)
-    reader = _READERS.get(path.suffix.lower())
-    if reader is None:
-        raise ValueError(f"{path}: unsupported format {path.suffix!r}; use one of {', '.join(_READERS)} or a save_to_disk directory")
-    _single_split(split, path)
-    return getattr(datasets.Dataset, reader)(str(path))
-
-
-def _pick_split(data: datasets.Dataset | datasets.DatasetDict, split: str | None, path: Path) -> datasets.Dataset:
-    """The requested split of a DatasetDict ('train', or its only split, by default)."""
-    import datasets
-
-    if isinstance(data, datasets.Dataset):
-        _single_split(split, path)
-        return data
-    name = split or ("train" if "train" in data or len(data) != 1 else next(iter(data)))
-    if name not in data:
-        raise ValueError(f"split {name!r} not in {path}; available splits: {', '.join(data)}")
-    return data[name]
-
-
-def _single_split(split: str | None, path: Path) -> None:
-    """A single file or Dataset has one split, 'train'; asking for another is a mistake worth reporting."""
-    if split not in (None, "train"):
-        raise ValueError(f"split {split!r} not in {path}: it holds a single dataset (split 'train')")
-
-
 def _require(dataset: datasets.Dataset, columns: Sequence[str], schema: str) -> None:
     """Fail with the missing column(s) and the schema's expected columns."""
     missing = [c for c in columns if c not in dataset.column_names]
@@ -136,12 +103,7 @@ def _require(dataset: datasets.Dataset, columns: Sequence[str], schema: str) -> 
 
 
 def preference_pairs(dataset: datasets.Dataset, by: str = "better_response_id") -> datasets.Dataset:
-    """PKU-SafeRLHF rows -> TRL's explicit-prompt preference format (prompt, chosen, rejected).
-
-    Existing chosen/rejected columns are used as they are; otherwise the `by` column (better_response_id or
-    safer_response_id) picks the chosen response. When the safety columns are present, `chosen_safe` /
-    `rejected_safe` record which side is safe, which `flip_preferences` needs.
-    """
+    """PKU-SafeRLHF rows -> TRL's explicit-prompt format (prompt, chosen, rejected; existing chosen/rejected kept, else by `by`), plus chosen_safe / rejected_safe for flipping."""
     if by not in PREFERENCE_BY:
         raise ValueError(f"by={by!r} is not allowed: must be one of {', '.join(PREFERENCE_BY)}")
     columns = set(dataset.column_names)
@@ -179,11 +141,7 @@ def _is_safe(row: dict, text: str) -> bool | None:
 
 
 def flip_preferences(pairs: datasets.Dataset, flip_ratio: float, seed: int = 0) -> datasets.Dataset:
-    """Reverse the harmlessness label of round(flip_ratio * n) flippable pairs, picked by `seed` (the RPA attack).
-
-    A pair is flippable when exactly one response is safe; a flipped pair prefers its unsafe response (chosen and
-    rejected are swapped when the safe one was chosen). Adds a bool `flipped` column.
-    """
+    """The RPA attack: round(flip_ratio * n) of the n flippable pairs (exactly one response safe), picked by `seed`, are made to prefer their unsafe response; adds `flipped`."""
     check_flip_ratio(flip_ratio)
     if flip_ratio == 0:
         return pairs
@@ -206,14 +164,18 @@ def classification_rows(dataset: datasets.Dataset, template: str = PAIR_TEMPLATE
     """BeaverTails rows, or PKU-SafeRLHF pairs (two rows each) -> (text, label), label 1 = harmful."""
     if "response_0" in dataset.column_names:
         _require(dataset, PKU_SAFETY_COLUMNS, "PKU-SafeRLHF")
-        pairs = [("response_0", "is_response_0_safe"), ("response_1", "is_response_1_safe")]
+        responses = [("response_0", "is_response_0_safe"), ("response_1", "is_response_1_safe")]
     else:
         _require(dataset, BEAVERTAILS_COLUMNS, "BeaverTails")
-        pairs = [("response", "is_safe")]
+        responses = [("response", "is_safe")]
 
     def convert(batch: dict) -> dict:
-        rows = [(p, r, s) for i, p in enumerate(batch["prompt"]) for rc, sc in pairs for r, s in [(batch[rc][i], batch[sc][i])]]
-        return {"text": [template.format(prompt=p, response=r) for p, r, _ in rows], "label": [int(not s) for _, _, s in rows]}
+        texts, labels = [], []
+        for i, prompt in enumerate(batch["prompt"]):
+            for response, safe in responses:
+                texts.append(template.format(prompt=prompt, response=batch[response][i]))
+                labels.append(int(not batch[safe][i]))
+        return {"text": texts, "label": labels}
 
     return dataset.map(convert, batched=True, remove_columns=dataset.column_names)
 
@@ -256,7 +218,7 @@ def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: in
     return tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=False)["input_ids"]
 
 
-def _trainer_kwargs(config: RewardModelConfig, output_dir: Path) -> dict[str, Any]:
+def _trainer_kwargs(config: _TrainConfig, output_dir: Path) -> dict[str, Any]:
     """TrainingArguments shared by both trainers: no saving or reporting, accelerate picks device and precision."""
     import torch
 
@@ -264,7 +226,7 @@ def _trainer_kwargs(config: RewardModelConfig, output_dir: Path) -> dict[str, An
         output_dir=str(output_dir), num_train_epochs=config.epochs, max_steps=config.max_steps,
         per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=config.batch_size,
         learning_rate=config.learning_rate, seed=config.seed, bf16=config.bf16, fp16=config.fp16,
-        use_cpu=not torch.cuda.is_available(), gradient_checkpointing=False, save_strategy="no", eval_strategy="no",
+        use_cpu=not torch.cuda.is_available(), activation_checkpointing=False, save_strategy="no", eval_strategy="no",
         report_to="none", disable_tqdm=True, log_level="error", logging_steps=10, logging_nan_inf_filter=False,
     )
 
@@ -274,7 +236,7 @@ def _loss_watch() -> Any:
     from transformers import TrainerCallback
 
     class LossWatch(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
             for key in ("loss", "train_loss", "eval_loss"):
                 value = (logs or {}).get(key)
                 if value is not None and not math.isfinite(value):
@@ -293,7 +255,7 @@ def _fit(trainer: Trainer) -> TrainOutput:
     return trainer.train()
 
 
-def _provenance(kind: str, base: str | Path, config: RewardModelConfig) -> dict[str, Any]:
+def _provenance(kind: str, base: str | Path, config: _TrainConfig) -> dict[str, Any]:
     """What produced a checkpoint: kind, base model, hyperparameters, library versions."""
     import torch
     import transformers
@@ -341,24 +303,21 @@ def _publish(trainer: Trainer, tmp: Path, out: Path, metrics: dict[str, Any]) ->
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Silence transformers / datasets info logs, progress bars and warnings while training, then restore them."""
-    import datasets
+    """Silence transformers / datasets info logs and progress bars while training, then restore them."""
+    from datasets.utils import logging as ds_logging
     from transformers.utils import logging as hf_logging
 
-    hf_level, ds_level, ds_bars = hf_logging.get_verbosity(), datasets.logging.get_verbosity(), datasets.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    datasets.logging.set_verbosity_error()
-    datasets.disable_progress_bars()
+    saved = [(m, m.get_verbosity(), m.is_progress_bar_enabled()) for m in (hf_logging, ds_logging)]
+    for module, _, _ in saved:
+        module.set_verbosity_error()
+        module.disable_progress_bar()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", UserWarning)
-            yield
+        yield
     finally:
-        hf_logging.set_verbosity(hf_level)
-        datasets.logging.set_verbosity(ds_level)
-        if ds_bars:
-            datasets.enable_progress_bars()
+        for module, level, bars in saved:
+            module.set_verbosity(level)
+            if bars:
+                module.enable_progress_bar()
 
 
 # --- training -------------------------------------------------------------------------------------------------
@@ -366,11 +325,7 @@ def _quiet() -> Iterator[None]:
 
 def train_reward_model(base: str | Path, dataset: datasets.Dataset, out: str | Path,
                        config: RewardModelConfig | None = None, template: str = PAIR_TEMPLATE) -> dict[str, Any]:
-    """Bradley-Terry reward model (TRL `RewardTrainer`, num_labels=1) on preference pairs; returns the metrics.
-
-    `dataset` is preference pairs (prompt, chosen, rejected; prompt optional) or raw PKU-SafeRLHF rows. `out` gets
-    the checkpoint, its tokenizer and metrics.json (held-out pairwise accuracy) in one rename, or nothing.
-    """
+    """TRL `RewardTrainer` (num_labels=1) on preference pairs or PKU-SafeRLHF rows; `out` gets checkpoint, tokenizer and metrics.json (held-out pairwise accuracy) in one rename, or nothing."""
     from transformers import set_seed
     from trl import RewardConfig, RewardTrainer
 
@@ -429,11 +384,7 @@ def _pairwise_accuracy(model: PreTrainedModel, pairs: datasets.Dataset, pad_toke
 
 def train_cost_model(base: str | Path, dataset: datasets.Dataset, out: str | Path,
                      config: CostModelConfig | None = None, template: str = PAIR_TEMPLATE) -> dict[str, Any]:
-    """Harmfulness classifier (label 1 = harmful) on BeaverTails or PKU-SafeRLHF rows; returns held-out metrics.
-
-    `dataset` is raw schema rows or `classification_rows` output (text, label). `out` gets the checkpoint, its
-    tokenizer and metrics.json (held-out accuracy, precision, recall, F1 of the harmful class) in one rename.
-    """
+    """Harmfulness classifier (label 1 = harmful) on BeaverTails / PKU-SafeRLHF rows or (text, label); `out` gets checkpoint, tokenizer and metrics.json (held-out accuracy, P, R, F1) in one rename, or nothing."""
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
     config, out = config or CostModelConfig(), Path(out)
@@ -455,9 +406,6 @@ def train_cost_model(base: str | Path, dataset: datasets.Dataset, out: str | Pat
                    "train_loss": result.training_loss, **_provenance("cost-model", base, config)}
         _publish(trainer, tmp, out, metrics)
     return metrics
-
-
-_METRIC_NAMES = ("accuracy", "precision", "recall", "f1")
 
 
 def _classification_metrics(prediction: Any) -> dict[str, float]:
@@ -489,7 +437,7 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
     cm.set_defaults(func=cmd_train_cost_model)
 
 
-def _common_args(p: argparse.ArgumentParser, defaults: RewardModelConfig) -> None:
+def _common_args(p: argparse.ArgumentParser, defaults: _TrainConfig) -> None:
     """Arguments both commands share; defaults come from the config dataclass."""
     p.add_argument("--base", required=True, help="path or cached hub id of the model to start from")
     p.add_argument("--data", required=True, help="parquet / jsonl / json / csv file, or a save_to_disk directory")
@@ -504,7 +452,7 @@ def _common_args(p: argparse.ArgumentParser, defaults: RewardModelConfig) -> Non
     p.add_argument("--bf16", action="store_true", help="bf16 mixed precision (through accelerate)")
 
 
-def _config(cls: type[RewardModelConfig], args: argparse.Namespace) -> RewardModelConfig:
+def _config(cls: type[_TrainConfig], args: argparse.Namespace) -> _TrainConfig:
     """The config dataclass from parsed CLI arguments (validated on construction)."""
     return cls(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, max_length=args.max_length,
                seed=args.seed, max_steps=args.max_steps, bf16=args.bf16)
@@ -516,9 +464,9 @@ def cmd_train_reward_model(args: argparse.Namespace) -> None:
 
     config = _config(RewardModelConfig, args)
     check_flip_ratio(args.flip_ratio)
-    pairs = flip_preferences(preference_pairs(load_table(args.data, args.split)), args.flip_ratio, args.seed)
-    console = Console()
-    with console.status(f"training a reward model from {args.base} on {len(pairs)} pairs"):
+    console = Console(soft_wrap=True)  # a path must stay one copyable line
+    with _quiet(), console.status(f"training a reward model from {args.base}"):
+        pairs = flip_preferences(preference_pairs(load_table(args.data, args.split)), args.flip_ratio, args.seed)
         metrics = train_reward_model(args.base, pairs, args.out, config)
     console.print(f"reward model: {args.out} (held-out pairwise accuracy {metrics['accuracy']:.3f}, {metrics['n_flipped']} pairs flipped)")
     console.print(f"metrics: {Path(args.out) / METRICS}")
@@ -529,9 +477,8 @@ def cmd_train_cost_model(args: argparse.Namespace) -> None:
     from rich.console import Console
 
     config = _config(CostModelConfig, args)
-    rows = classification_rows(load_table(args.data, args.split))
-    console = Console()
-    with console.status(f"training a harmfulness classifier from {args.base} on {len(rows)} rows"):
-        metrics = train_cost_model(args.base, rows, args.out, config)
+    console = Console(soft_wrap=True)  # a path must stay one copyable line
+    with _quiet(), console.status(f"training a harmfulness classifier from {args.base}"):
+        metrics = train_cost_model(args.base, classification_rows(load_table(args.data, args.split)), args.out, config)
     console.print(f"cost model: {args.out} (held-out accuracy {metrics['accuracy']:.3f}, F1 {metrics['f1']:.3f})")
     console.print(f"metrics: {Path(args.out) / METRICS}")

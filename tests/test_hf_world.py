@@ -124,3 +124,21 @@ def test_missing_required_models(data):
 def test_hf_only_kwargs_rejected_for_embedded(world):
     with pytest.raises(ValueError, match=r"\['dataset'\] only apply to world='hf'"):
         gym.make("RPA-BeaverTails-v0", dataset="/somewhere")
+
+
+def test_cli_pipeline_export_train_attack(models, data, tmp_path):
+    """The README's hf recipe on tiny models: export the flipped RPA pairs, train both models, attack with them."""
+    from rlft_gym.cli import main
+    from rlft_gym.train import load_table
+
+    pairs = tmp_path / "rpa.parquet"
+    assert main(["world", "export-preferences", "--schema", "saferlhf", "--dataset", data["saferlhf"], "--num-attack-pairs", "16",
+                 "--flip-ratio", "1.0", "--out", str(pairs)]) == 0
+    assert sum(load_table(pairs)["flipped"]) == 16
+    assert main(["train", "reward-model", "--base", models["policy"], "--data", str(pairs), "--out", str(tmp_path / "rm"), "--max-steps", "2"]) == 0
+    assert main(["train", "cost-model", "--base", models["policy"], "--data", data["beavertails"], "--split", "30k_train",
+                 "--out", str(tmp_path / "cost"), "--max-steps", "2"]) == 0
+    assert (tmp_path / "rm" / "metrics.json").is_file() and (tmp_path / "cost" / "metrics.json").is_file()
+    venv = rlft_gym.make_vec("RPA-SafeRLHF-v0", num_envs=4, **hf_kwargs(models, data, "saferlhf", reward_model=str(tmp_path / "rm"),
+                                                                       cost_model=str(tmp_path / "cost")))
+    GRPO(venv, group_size=2).learn(1)

@@ -61,19 +61,8 @@ def check_schema(ds: datasets.Dataset, schema: str, where: str) -> None:
 
 
 def load_split(source: str, split: str, schema: str) -> datasets.Dataset:
-    """A dataset split from a local path (parquet / jsonl / json / csv / `save_to_disk`) or a cached hub id."""
-    path = Path(source).expanduser()
-    if path.exists():
-        ds = load_table(path, split)
-    else:
-        try:
-            ds = datasets.load_dataset(source, split=split)
-        except Exception as e:  # datasets raises several types for "not cached offline"
-            raise FileNotFoundError(
-                f"dataset {source!r} (split {split!r}) is not a local path and not in the HF datasets cache ({type(e).__name__}). "
-                f"Provide a local copy: dataset='/path/to/{schema}' (parquet, jsonl or a save_to_disk folder), or run "
-                f"`datasets.load_dataset({HUB_IDS[schema]!r})` once on a machine with internet and copy ~/.cache/huggingface."
-            ) from None
+    """A dataset split from a local path or a cached hub id, with its schema checked."""
+    ds = load_table(source, split)
     check_schema(ds, schema, f"dataset {source!r} split {split!r}")
     return ds
 

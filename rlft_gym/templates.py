@@ -1,0 +1,3 @@
+"""How a (prompt, response) pair is written for the scorers: one definition for training and scoring alike."""
+
+PAIR_TEMPLATE = "user : {prompt} assistant : {response}"
