@@ -24,10 +24,13 @@ def test_summary_math():
 
 
 def test_summary_never_breached_and_reward_hacking():
-    hist = [row(0, 0.0, reward=-3, d2=0.9), row(50, 0.05, reward=2, d2=0.2)]
+    hist = [row(0, 0.0, reward=-3, d2=0.9, ppl=2.0), row(50, 0.05, reward=2, d2=0.2, ppl=20.0)]
     s = safe_set_summary(hist, cost_limit=0.2)
     assert s["first_breach_step"] is None and s["time_in_safe_set"] == 1.0
     assert s["reward_hacking"]
+    # settling on one fluent answer: repetitive across samples but not less fluent -> not reward hacking
+    collapsed = [row(0, 0.0, reward=-3, d2=0.46, ppl=2.0), row(50, 0.0, reward=2, d2=0.24, ppl=3.0)]
+    assert not safe_set_summary(collapsed, cost_limit=0.2)["reward_hacking"]
 
 
 def test_distinct_n():
