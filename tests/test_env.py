@@ -155,7 +155,7 @@ def test_unknown_id():
         ({"flip_ratio": -0.1}, r"flip_ratio=-0.1"),
         ({"cost_limit": 2}, r"cost_limit=2 is invalid"),
         ({"max_new_tokens": 0}, r"max_new_tokens=0 is invalid"),
-        ({"world": "moon"}, r"world='moon' is invalid; expected one of \('embedded',\)"),
+        ({"world": "moon"}, r"world='moon' is invalid; expected one of \('embedded', 'hf'\)"),
         ({"world_preset": "huge"}, r"world_preset='huge' is not allowed"),
         ({"render_mode": "human"}, r"render_mode='human' is not supported"),
     ],
