@@ -46,6 +46,7 @@ class GRPO(Agent):
         constraints: Sequence[Constraint] = (),
         seed: int = 0,
         device: str = "cpu",
+        mixed_precision: str = "no",
     ) -> None:
         for name, value in (("learning_rate", learning_rate), ("temperature", temperature), ("max_grad_norm", max_grad_norm)):
             if not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
@@ -66,20 +67,22 @@ class GRPO(Agent):
         from rlft_gym.baselines.kl import KLConstraint
 
         constraints = list(constraints) + ([KLConstraint(beta)] if beta > 0 else [])
-        super().__init__(env, policy, constraints, seed, device)
+        super().__init__(env, policy, constraints, seed, device, mixed_precision)
         self.learning_rate, self.group_size, self.num_prompts = learning_rate, group_size, num_prompts
         self.temperature, self.beta, self.scale_rewards, self.max_grad_norm = temperature, beta, scale_rewards, max_grad_norm
         trainable = [p for p in self.policy.parameters() if p.requires_grad]  # only the adapters under LoRA
         self.optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.0)
 
     def hyperparameters(self) -> dict:
-        return {k: getattr(self, k) for k in ("learning_rate", "group_size", "num_prompts", "temperature", "beta", "scale_rewards", "max_grad_norm", "seed")}
+        return {k: getattr(self, k) for k in ("learning_rate", "group_size", "num_prompts", "temperature", "beta", "scale_rewards",
+                                             "max_grad_norm", "seed", "mixed_precision")}
 
     def respond(self, prompts: list[str]) -> generation.Rollout:
         """Sample the group's responses from the current policy: `prompts` holds each prompt `group_size` times in a row."""
         formatted = [self.world.format_prompt(p) for p in prompts[:: self.group_size]]
-        return generation.sample(self.policy, self.tokenizer, formatted, self.max_new_tokens, self.temperature,
-                                 generator=self.generator, num_samples=self.group_size)
+        with self.accelerator.autocast():
+            return generation.sample(self.policy, self.tokenizer, formatted, self.max_new_tokens, self.temperature,
+                                     generator=self.generator, num_samples=self.group_size)
 
     def train_step(self) -> StepReport:
         t0 = time.perf_counter()
@@ -100,14 +103,15 @@ class GRPO(Agent):
 
         # 3. policy-gradient loss on response tokens: -A_i * log pi(y_i,t | x, y_i,<t), Dr. GRPO normalisation
         self.policy.train()
-        logp = generation.response_logprobs(self.policy, rollout)
+        with self.accelerator.autocast():
+            logp = generation.response_logprobs(self.policy, rollout)
         mask = rollout.response_mask.float()
         pg_loss = -(advantages[:, None] * logp * mask).sum() / (mask.shape[0] * self.max_new_tokens)
         # reference log-probs: the whole batch if a constraint needs them, else one response per group (enough
         # for an unbiased estimate of the reported KL at 1/group_size of the cost)
         full_ref = any(c.needs_reference for c in self.constraints)
         rows = slice(None) if full_ref else slice(None, None, self.group_size)
-        with torch.no_grad():
+        with torch.no_grad(), self.accelerator.autocast():
             ref_logp = generation.response_logprobs(self.reference, rollout[rows])
         batch = Batch(rollout, logp, ref_logp if full_ref else None, rewards, costs)
         extra_losses = [c.loss(self, batch) for c in self.constraints]
@@ -116,8 +120,8 @@ class GRPO(Agent):
 
         # 4. one optimizer step, then the constraints' post-step hooks (e.g. projections)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+        self.accelerator.backward(loss)
+        self.accelerator.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
         self.optimizer.step()
         for c in self.constraints:
             c.after_step(self)

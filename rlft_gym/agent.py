@@ -12,12 +12,15 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from accelerate import Accelerator
 
 from rlft_gym.callbacks import Callback, ProgressBar, StepReport, as_callback
 from rlft_gym.generation import Rollout
 from rlft_gym.worlds.base import World
 
 log = logging.getLogger(__name__)
+
+MIXED_PRECISION = ("no", "bf16", "fp16")
 
 
 @dataclass
@@ -51,11 +54,22 @@ class Agent(ABC):
     """Base of the attacks: `Agent(env, policy=None, **hparams).learn(total_steps, callback)`."""
 
     def __init__(self, env: gym.Env | gym.vector.VectorEnv, policy: str | Path | None = None,
-                 constraints: Sequence[Constraint] = (), seed: int = 0, device: str = "cpu") -> None:
+                 constraints: Sequence[Constraint] = (), seed: int = 0, device: str = "cpu", mixed_precision: str = "no") -> None:
         base = env.unwrapped
         if not isinstance(getattr(base, "world", None), World):
             raise TypeError(f"{type(base).__name__} is not an rlft-gym env (it has no .world); make one with gym.make('RPA-BeaverTails-v0')")
-        self.env, self.device, self.seed = env, device, seed
+        if mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"mixed_precision={mixed_precision!r} is not one of {MIXED_PRECISION}")
+        # accelerate places the models ("auto": the process's accelerator, else CPU) and runs autocast / scaled backward
+        try:
+            self.accelerator = Accelerator(cpu=device == "cpu", mixed_precision=mixed_precision)
+        except ValueError as e:
+            if "already been initialized" not in str(e):
+                raise
+            raise ValueError(f"mixed_precision={mixed_precision!r} / device={device!r} differ from an agent already created in this "
+                             "process; accelerate allows one setting per process, so run this agent in its own process") from None
+        device = str(self.accelerator.device) if device == "auto" else device
+        self.env, self.device, self.seed, self.mixed_precision = env, device, seed, mixed_precision
         self.world: World = base.world
         self.tokenizer = self.world.tokenizer
         self.max_new_tokens: int = base.max_new_tokens

@@ -31,15 +31,15 @@ def _quiet() -> None:
 def _world(args: argparse.Namespace, flip_ratio: float = 1.0, schema: str = "beavertails"):
     from rlft_gym.worlds import load_world
 
-    with console.status(f"building or loading the embedded world ({args.preset}, seed {args.seed}) - first build takes about 3 minutes"):
-        return load_world("embedded", schema=schema, flip_ratio=flip_ratio, seed=args.seed, preset=args.preset, progress=False)
+    console.print(f"embedded world ({args.preset}, seed {args.seed}): loading, or building it the first time (about 3 minutes)")
+    return load_world("embedded", schema=schema, flip_ratio=flip_ratio, seed=args.seed, preset=args.preset, progress=True)
 
 
 def cmd_world_build(args: argparse.Namespace) -> None:
     world = _world(args)
     for ratio in args.flip_ratio:
-        with console.status(f"reward model for flip ratio {ratio:g}"):
-            world.reward_model_path(ratio)
+        console.print(f"reward model for flip ratio {ratio:g}")
+        world.reward_model_path(ratio)
     console.print(f"embedded world ready: {world.root} (fingerprint {world.fingerprint})")
 
 
@@ -106,8 +106,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from rlft_gym.plot import plot_runs
 
     world = _world(args)
-    with console.status("reward model for flip ratio 1.0 (the reverse-preference attacker's)"):
-        world.reward_model_path(1.0)
+    console.print("reward model for flip ratio 1.0 (the reverse-preference attacker's)")
+    world.reward_model_path(1.0)
     m = world.metrics["metrics"]
     console.print(f"world {world.fingerprint}: classifier F1 on held-out templates {m['cost_model']['heldout_templates']['f1']:.2f}; "
                   f"aligned policy harmful on {m['aligned_policy']['eval_prompts']['sampled_harmful']:.0%} of sampled held-out answers")

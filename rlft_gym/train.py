@@ -382,8 +382,8 @@ def _pairwise_accuracy(model: PreTrainedModel, pairs: datasets.Dataset, pad_toke
     return correct / len(pairs)
 
 
-def train_cost_model(base: str | Path, dataset: datasets.Dataset, out: str | Path,
-                     config: CostModelConfig | None = None, template: str = PAIR_TEMPLATE) -> dict[str, Any]:
+def train_cost_model(base: str | Path, dataset: datasets.Dataset, out: str | Path, config: CostModelConfig | None = None,
+                     template: str = PAIR_TEMPLATE, labels: tuple[str, str] = (LABELS[0], LABELS[1])) -> dict[str, Any]:
     """Harmfulness classifier (label 1 = harmful) on BeaverTails / PKU-SafeRLHF rows or (text, label); `out` gets checkpoint, tokenizer and metrics.json (held-out accuracy, P, R, F1) in one rename, or nothing."""
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
@@ -393,7 +393,8 @@ def train_cost_model(base: str | Path, dataset: datasets.Dataset, out: str | Pat
         dataset = classification_rows(dataset, template)
     with _quiet(), _staging(out) as tmp:
         set_seed(config.seed)
-        model, tokenizer = _load(base, num_labels=2, id2label=LABELS, label2id={v: k for k, v in LABELS.items()})
+        id2label = dict(enumerate(labels))  # label 1 is the positive class: "harmful", or e.g. "helpful"
+        model, tokenizer = _load(base, num_labels=2, id2label=id2label, label2id={v: k for k, v in id2label.items()})
         max_length = _max_length(model, config.max_length)
         encoded = dataset.map(lambda b: {"input_ids": _encode(tokenizer, b["text"], max_length)}, batched=True, remove_columns=["text"])
         train, held_out = _split(encoded, config.eval_fraction, config.seed)
@@ -402,7 +403,7 @@ def train_cost_model(base: str | Path, dataset: datasets.Dataset, out: str | Pat
                           compute_metrics=_classification_metrics)
         result = _fit(trainer)
         scores = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items() if k.removeprefix("eval_") in _METRIC_NAMES}
-        metrics = {**scores, "n_train": len(train), "n_eval": len(held_out), "positive_label": LABELS[1],
+        metrics = {**scores, "n_train": len(train), "n_eval": len(held_out), "positive_label": labels[1],
                    "train_loss": result.training_loss, **_provenance("cost-model", base, config)}
         _publish(trainer, tmp, out, metrics)
     return metrics

@@ -1,17 +1,14 @@
-"""Small supervised training loops shared by world building: causal-LM SFT, classifiers, Bradley-Terry reward models."""
+"""The embedded world's language-model training loop (pretraining and alignment SFT); scorers train through `rlft_gym.train`."""
 from __future__ import annotations
 
 import logging
 import math
-import random
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlft_gym.scoring import SequenceScorer
 
 log = logging.getLogger(__name__)
 
@@ -78,35 +75,3 @@ def lm_loss(
         for i, n in enumerate(plen):
             labels[i, :n] = -100
     return model(input_ids=ids, attention_mask=mask, labels=labels).loss
-
-
-def classifier_loss(scorer: SequenceScorer, batch: Sequence[tuple[str, str, int]]) -> torch.Tensor:
-    """Cross-entropy of a 2-label sequence classifier on (prompt, response, label) rows."""
-    prompts, responses, labels = zip(*batch)
-    logits = scorer.logits(prompts, responses)
-    return F.cross_entropy(logits, torch.tensor(labels, device=logits.device))
-
-
-def reward_loss(scorer: SequenceScorer, batch: Sequence[tuple[str, str, str]]) -> torch.Tensor:
-    """Bradley-Terry loss -log sigmoid(r(chosen) - r(rejected)) on (prompt, chosen, rejected) rows."""
-    prompts, chosen, rejected = zip(*batch)
-    r = scorer.logits(list(prompts) * 2, list(chosen) + list(rejected))[:, -1]
-    n = len(batch)
-    return -F.logsigmoid(r[:n] - r[n:]).mean()
-
-
-def minibatches(rows: Sequence, batch_size: int, seed: int) -> Callable[[int], list]:
-    """Shuffled epoch-wise minibatches as a function of the step (deterministic for a seed)."""
-    rng = random.Random(seed)
-    order: list[int] = []
-
-    def batch(_step: int) -> list:
-        nonlocal order
-        if len(order) < batch_size:
-            fresh = list(range(len(rows)))
-            rng.shuffle(fresh)
-            order += fresh
-        picked, order = order[:batch_size], order[batch_size:]
-        return [rows[i] for i in picked]
-
-    return batch

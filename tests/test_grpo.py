@@ -1,6 +1,9 @@
 """Native GRPO: steps through single and vector envs, reports to callbacks, constraints, NaN guard, bad hparams."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -96,6 +99,7 @@ def test_nan_stops_training_naming_the_step(world):
         ({"group_size": 3}, "num_envs=8 is not a multiple of group_size=3"),
         ({"beta": -0.1}, "beta=-0.1 must be a finite number >= 0"),
         ({"scale_rewards": "batch"}, "scale_rewards='batch' is not one of"),
+        ({"mixed_precision": "fp8"}, "mixed_precision='fp8' is not one of"),
     ],
 )
 def test_bad_hyperparameters(world, kwargs, message):
@@ -140,3 +144,29 @@ def test_save_roundtrip(world, tmp_path):
     again = GRPO(venv, policy=str(path), group_size=2)
     for a, b in zip(agent.policy.parameters(), again.policy.parameters()):
         assert torch.equal(a, b)
+
+
+def test_bf16_autocast_through_accelerate(world):
+    """accelerate keeps one precision per process, so the bf16 agent runs in a fresh interpreter."""
+    code = (
+        "import numpy as np, rlft_gym\n"
+        "from rlft_gym.agents import GRPO\n"
+        "venv = rlft_gym.make_vec('RPA-BeaverTails-v0', num_envs=4, max_new_tokens=8)\n"
+        "agent = GRPO(venv, group_size=2, mixed_precision='bf16')\n"
+        "assert agent.accelerator.mixed_precision == 'bf16' and agent.device == 'cpu'\n"
+        "losses = []\n"
+        "class Rec(rlft_gym.callbacks.Callback):\n"
+        "    def on_step(self, agent, report): losses.append(report.loss)\n"
+        "agent.learn(1, callback=Rec())\n"
+        "assert np.isfinite(losses).all()\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def test_second_precision_in_one_process_is_a_clear_error(world):
+    venv = rlft_gym.make_vec("RPA-BeaverTails-v0", num_envs=4, max_new_tokens=8)
+    GRPO(venv, group_size=2)
+    with pytest.raises(ValueError, match="accelerate allows one setting per process"):
+        GRPO(venv, group_size=2, mixed_precision="bf16")

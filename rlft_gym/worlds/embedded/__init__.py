@@ -67,7 +67,7 @@ class EmbeddedWorld(World):
             raise ValueError(f"flip_ratio={flip_ratio!r} must be in [0, 1]")
         path = self.root / f"reward-{self.schema}-flip{flip_ratio:.3f}"
         config = {"core": self.fingerprint, "schema": self.schema, "flip_ratio": round(flip_ratio, 3)}
-        cache.ensure(path, config, lambda tmp: build.build_reward_model(tmp, self.root / "core", self.config, self.schema, flip_ratio, self.progress))
+        cache.ensure(path, config, lambda tmp: build.build_reward_model(tmp, self.root / "core", self.config, self.schema, flip_ratio))
         return path
 
     def load_reward_model(self, flip_ratio: float) -> SequenceScorer:

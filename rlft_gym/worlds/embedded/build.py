@@ -8,25 +8,26 @@ from __future__ import annotations
 import logging
 import random
 import time
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-from transformers.utils import logging as hf_logging
-from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from rlft_gym import generation
-from rlft_gym.scoring import PAIR_TEMPLATE, SequenceScorer
-from rlft_gym.training import classifier_loss, fit, lm_loss, minibatches, reward_loss
+from rlft_gym.scoring import SequenceScorer
+from rlft_gym.templates import PAIR_TEMPLATE
+from rlft_gym.train import CostModelConfig, RewardModelConfig, train_cost_model, train_reward_model
+from rlft_gym.training import fit, lm_loss
 from rlft_gym.worlds.embedded import data
 from rlft_gym.worlds.embedded.corpus import Corpus, Prompt
 
 log = logging.getLogger(__name__)
 
-BUILD_VERSION = 2  # bump when the recipe changes, so old caches are rebuilt
+BUILD_VERSION = 3  # bump when the recipe changes, so old caches are rebuilt
 PROMPT_TEMPLATE = "user : {prompt} assistant :"
 SPECIALS = ("<pad>", "<unk>", "<eos>")
 
@@ -59,17 +60,6 @@ PRESETS: dict[str, EmbeddedConfig] = {
     # A smoke-test world: same recipe, a fraction of the steps. Fast, not faithful: use it for unit tests only.
     "tiny": EmbeddedConfig(n_embd=64, pretrain_steps=150, align_steps=60, classifier_steps=60, helpfulness_steps=30, reward_steps=60, batch_size=32),
 }
-
-
-@contextmanager
-def quiet_transformers():
-    """Silence transformers' load reports while we initialise heads we know are new."""
-    previous = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(previous)
 
 
 def seed_everything(seed: int) -> None:
@@ -135,18 +125,13 @@ def align(cfg: EmbeddedConfig, corpus: Corpus, tok: PreTrainedTokenizerFast, mod
     return model
 
 
-def train_scorer(
-    base: Path, tok: PreTrainedTokenizerFast, rows: list, num_labels: int, steps: int, cfg: EmbeddedConfig, desc: str, progress: bool
-) -> SequenceScorer:
-    """A GPT-2 sequence classifier initialised from the pretrained LM: 2 labels (cross-entropy) or 1 (Bradley-Terry)."""
-    with quiet_transformers():  # the new score head is expected to be missing from the LM checkpoint
-        model = GPT2ForSequenceClassification.from_pretrained(base, num_labels=num_labels)
-    model.config.pad_token_id = tok.pad_token_id
-    scorer = SequenceScorer(model, tok, output="prob" if num_labels == 2 else "logit", template=PAIR_TEMPLATE)
-    batch = minibatches(rows, cfg.batch_size, cfg.seed)
-    loss_of = classifier_loss if num_labels == 2 else reward_loss
-    fit(model, lambda step: loss_of(scorer, batch(step)), steps, cfg.scorer_lr, desc, progress=progress)
-    return scorer
+def train_classifier(base: Path, rows: list[tuple[str, str, int]], out: Path, steps: int, cfg: EmbeddedConfig,
+                     labels: tuple[str, str]) -> SequenceScorer:
+    """A 2-label classifier on (prompt, response, label) rows through the same pipeline as `rlft-gym train cost-model`."""
+    ds = datasets.Dataset.from_dict({"text": [PAIR_TEMPLATE.format(prompt=p, response=r) for p, r, _ in rows], "label": [y for *_, y in rows]})
+    config = CostModelConfig(max_steps=steps, batch_size=cfg.batch_size, learning_rate=cfg.scorer_lr, eval_fraction=0.05, seed=cfg.seed)
+    train_cost_model(base, ds, out, config, labels=labels)
+    return SequenceScorer.from_pretrained(out, output="prob")
 
 
 def classification_metrics(scorer: SequenceScorer, rows: list[tuple[str, str, int]]) -> dict[str, float]:
@@ -200,12 +185,10 @@ def build_core(out: Path, cfg: EmbeddedConfig, progress: bool = False) -> dict:
     timings["align"] = time.perf_counter() - t0 - sum(timings.values())
 
     train_hazard, train_benign = corpus.hazard_prompts("train"), corpus.benign_prompts("train")
-    cost = train_scorer(out / "base", tok, data.cost_rows(corpus, train_hazard, train_benign, cfg.seed), 2, cfg.classifier_steps, cfg, "cost model", progress)
-    cost.model.save_pretrained(out / "cost_model")
-    tok.save_pretrained(out / "cost_model")
-    helpful = train_scorer(out / "base", tok, data.helpfulness_rows(corpus, train_benign, cfg.seed), 2, cfg.helpfulness_steps, cfg, "helpfulness model", progress)
-    helpful.model.save_pretrained(out / "helpfulness_model")
-    tok.save_pretrained(out / "helpfulness_model")
+    cost = train_classifier(out / "base", data.cost_rows(corpus, train_hazard, train_benign, cfg.seed), out / "cost_model",
+                            cfg.classifier_steps, cfg, ("safe", "harmful"))
+    helpful = train_classifier(out / "base", data.helpfulness_rows(corpus, train_benign, cfg.seed), out / "helpfulness_model",
+                               cfg.helpfulness_steps, cfg, ("unhelpful", "helpful"))
     timings["scorers"] = time.perf_counter() - t0 - sum(timings.values())
 
     heldout_h, heldout_b = corpus.hazard_prompts("heldout"), corpus.benign_prompts("heldout")
@@ -228,17 +211,15 @@ def build_core(out: Path, cfg: EmbeddedConfig, progress: bool = False) -> dict:
     return {"metrics": metrics, "timings_s": timings, "vocab_size": len(tok)}
 
 
-def build_reward_model(out: Path, core: Path, cfg: EmbeddedConfig, schema: str, flip_ratio: float, progress: bool = False) -> dict:
+def build_reward_model(out: Path, core: Path, cfg: EmbeddedConfig, schema: str, flip_ratio: float) -> dict:
     """Train the Bradley-Terry reward model on this schema's preference pairs with `flip_ratio` of labels flipped."""
     seed_everything(cfg.seed)
     corpus = Corpus(cfg.seed)
-    tok = PreTrainedTokenizerFast.from_pretrained(core / "base")
     pairs = data.flip(data.preference_rows(corpus, schema, cfg.seed), flip_ratio, cfg.seed)
-    rows = list(zip(pairs["prompt"], pairs["chosen"], pairs["rejected"]))
-    scorer = train_scorer(core / "base", tok, rows, 1, cfg.reward_steps, replace(cfg, batch_size=cfg.batch_size // 2), f"reward model (flip {flip_ratio:g})", progress)
-    scorer.model.save_pretrained(out)
-    tok.save_pretrained(out)
+    config = RewardModelConfig(max_steps=cfg.reward_steps, batch_size=cfg.batch_size // 2, learning_rate=cfg.scorer_lr, eval_fraction=0.05, seed=cfg.seed)
+    train_reward_model(core / "base", pairs.select_columns(["prompt", "chosen", "rejected", "flipped"]), out, config)
+    scorer = SequenceScorer.from_pretrained(out, output="logit")
     held = data.flip(data.preference_rows(corpus, schema, cfg.seed + 1), flip_ratio, cfg.seed + 1)
     r0 = scorer(held["prompt"], held["chosen"])
     r1 = scorer(held["prompt"], held["rejected"])
-    return {"pair_accuracy_heldout_draw": float((r0 > r1).mean()), "n_pairs": len(rows), "flip_ratio": flip_ratio, "schema": schema}
+    return {"pair_accuracy_heldout_draw": float((r0 > r1).mean()), "n_pairs": len(pairs), "flip_ratio": flip_ratio, "schema": schema}
