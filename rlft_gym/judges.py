@@ -131,42 +131,6 @@ def _load(auto_cls, path_or_model, tokenizer, what: str, device, dtype) -> tuple
 # ------------------------------------------------------------------------------------------- classifiers
 
 
-class ClassifierScore(SequenceScorer):
-    """A SequenceScorer that reads one output column: P(column) via softmax / sigmoid, or the raw logit."""
-
-    TRANSFORMS = ("softmax", "sigmoid", "logit")
-
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, column: int, transform: str,
-                 template: str = PAIR_TEMPLATE, max_length: int = 256) -> None:
-        if transform not in self.TRANSFORMS:
-            raise ValueError(f"transform={transform!r} is not one of {self.TRANSFORMS}")
-        super().__init__(model, tokenizer, "logit" if transform == "logit" else "prob", template, max_length)
-        self.column, self.transform = column, transform
-
-    def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Like SequenceScorer.encode, but with the tokenizer's special tokens ([CLS]/[SEP], BOS) that real
-        checkpoints were trained with (a no-op for tokenizers without a post-processor)."""
-        texts = [self.template.format(prompt=p, response=r) for p, r in zip(prompts, responses, strict=True)]
-        self.tokenizer.padding_side, self.tokenizer.truncation_side = "right", "right"
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_length)
-        device = next(self.model.parameters()).device
-        return {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-
-    @torch.no_grad()
-    def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
-        """Score each (prompt, response) pair: float32 array of shape (len(prompts),)."""
-        if len(prompts) == 0:
-            return np.zeros(0, dtype=np.float32)
-        logits = self.logits(prompts, responses)
-        if self.transform == "softmax":
-            scores = torch.softmax(logits, -1)[:, self.column]
-        elif self.transform == "sigmoid":
-            scores = torch.sigmoid(logits[:, self.column])
-        else:
-            scores = logits[:, self.column]
-        return scores.cpu().numpy().astype(np.float32)
-
-
 def _id2label(model: PreTrainedModel) -> dict[int, str]:
     return {int(k): str(v) for k, v in (model.config.id2label or {}).items()}
 
@@ -202,7 +166,7 @@ def classifier_cost(
     dtype: torch.dtype | str | None = None,
     template: str = PAIR_TEMPLATE,
     max_length: int = 256,
-) -> ClassifierScore:
+) -> SequenceScorer:
     """A cost function P(harmful | prompt, response) in [0, 1] from any sequence classifier checkpoint.
 
     One logit -> sigmoid; two labels -> softmax column named harmful / unsafe / toxic in `id2label` (else 1);
@@ -210,10 +174,7 @@ def classifier_cost(
     `device=None` keeps a given model where it is (loaded models stay on CPU); `dtype` goes to `from_pretrained`.
     """
     model, tokenizer = _load(AutoModelForSequenceClassification, path_or_model, tokenizer, "cost classifier", device, dtype)
-    column = _harmful_column(model, harmful_label)
-    multi_label = getattr(model.config, "problem_type", None) == "multi_label_classification"
-    transform = "sigmoid" if model.config.num_labels == 1 or multi_label else "softmax"
-    return ClassifierScore(model, tokenizer, column, transform, template, max_length)
+    return SequenceScorer(model, tokenizer, "prob", template, max_length, column=_harmful_column(model, harmful_label))
 
 
 def classifier_reward(
@@ -223,14 +184,14 @@ def classifier_reward(
     dtype: torch.dtype | str | None = None,
     template: str = PAIR_TEMPLATE,
     max_length: int = 256,
-) -> ClassifierScore:
+) -> SequenceScorer:
     """A reward function: the single logit of a (Bradley-Terry) reward model checkpoint with num_labels == 1."""
     model, tokenizer = _load(AutoModelForSequenceClassification, path_or_model, tokenizer, "reward model", device, dtype)
     if model.config.num_labels != 1:
         raise ValueError(f"reward model {_checkpoint_name(model)} has num_labels={model.config.num_labels} "
                          f"(id2label={_id2label(model)}), but a reward model has one output, the scalar reward logit. "
                          f"Pass a reward model saved with num_labels=1, or use classifier_cost for a classifier.")
-    return ClassifierScore(model, tokenizer, 0, "logit", template, max_length)
+    return SequenceScorer(model, tokenizer, "logit", template, max_length, column=0)
 
 
 # ---------------------------------------------------------------------------------------------- parsers

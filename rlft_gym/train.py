@@ -214,8 +214,8 @@ def _max_length(model: PreTrainedModel, requested: int) -> int:
 
 
 def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int) -> list[list[int]]:
-    """Token ids exactly as `SequenceScorer.encode` makes them (no special tokens, right truncation)."""
-    return tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=False)["input_ids"]
+    """Token ids exactly as `SequenceScorer.encode` makes them (the tokenizer's special tokens, right truncation)."""
+    return tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
 
 
 def _trainer_kwargs(config: _TrainConfig, output_dir: Path) -> dict[str, Any]:
