@@ -14,6 +14,7 @@ from rich.table import Table
 
 # Logs and pipes get a wide console so tables do not wrap; a terminal keeps its own width.
 console = Console(width=None if sys.stdout.isatty() else 120)
+status = Console(stderr=True)  # progress and status lines go to stderr, so stdout holds only results (e.g. JSON)
 
 
 def _quiet() -> None:
@@ -31,14 +32,14 @@ def _quiet() -> None:
 def _world(args: argparse.Namespace, flip_ratio: float = 1.0, schema: str = "beavertails"):
     from rlft_gym.worlds import load_world
 
-    console.print(f"embedded world ({args.preset}, seed {args.seed}): loading, or building it the first time (about 3 minutes)")
+    status.print(f"embedded world ({args.preset}, seed {args.seed}): loading, or building it the first time (about 3 minutes)")
     return load_world("embedded", schema=schema, flip_ratio=flip_ratio, seed=args.seed, preset=args.preset, progress=True)
 
 
 def cmd_world_build(args: argparse.Namespace) -> None:
     world = _world(args)
     for ratio in args.flip_ratio:
-        console.print(f"reward model for flip ratio {ratio:g}")
+        status.print(f"reward model for flip ratio {ratio:g}")
         world.reward_model_path(ratio)
     console.print(f"embedded world ready: {world.root} (fingerprint {world.fingerprint})")
 
@@ -106,7 +107,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from rlft_gym.plot import plot_runs
 
     world = _world(args)
-    console.print("reward model for flip ratio 1.0 (the reverse-preference attacker's)")
+    status.print("reward model for flip ratio 1.0 (the reverse-preference attacker's)")
     world.reward_model_path(1.0)
     m = world.metrics["metrics"]
     console.print(f"world {world.fingerprint}: classifier F1 on held-out templates {m['cost_model']['heldout_templates']['f1']:.2f}; "
