@@ -25,10 +25,17 @@ for _id, _schema in zip(ENV_IDS, ("beavertails", "saferlhf")):
             nondeterministic=True,
         )
 
+# Token-level views (Box(int64) token ids in, Discrete(vocab) token out) for SB3 and other discrete-action code.
+TOKEN_ENV_IDS = ("RPA-BeaverTails-Tokens-v0", "RPA-SafeRLHF-Tokens-v0")
+
+for _id, _schema in zip(TOKEN_ENV_IDS, ("beavertails", "saferlhf")):
+    if _id not in registry:
+        register(id=_id, entry_point="rlft_gym.envs.tokens:RPATokenEnv", kwargs={"schema": _schema}, nondeterministic=True)
+
 
 def make_vec(env_id: str, num_envs: int = 1, **kwargs: Any) -> gym.vector.VectorEnv:
     """The batched fast path: `gym.make_vec(env_id, num_envs, vectorization_mode="vector_entry_point", **kwargs)`."""
     return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
 
 
-__all__ = ["ENV_IDS", "__version__", "make_vec"]
+__all__ = ["ENV_IDS", "TOKEN_ENV_IDS", "__version__", "make_vec"]
