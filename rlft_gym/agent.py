@@ -76,7 +76,7 @@ class Agent(ABC):
         self.policy = self.world.load_policy(policy or base.policy_path, device)
         self.reference = self.world.load_reference(device)
         self.rng = np.random.default_rng(seed)
-        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)  # sampling draws on the model's device
         torch.manual_seed(seed)
         self.num_steps = 0
         self.constraints = list(constraints)
