@@ -88,7 +88,7 @@ def _looks_local(name_or_path: str | Path) -> bool:
             or name.count("/") > 1 or os.path.exists(name))
 
 
-def _from_pretrained(auto_cls, name_or_path: str | Path, what: str, **kwargs):
+def from_pretrained(auto_cls, name_or_path: str | Path, what: str, **kwargs):
     """`auto_cls.from_pretrained`, offline when HF_HUB_OFFLINE is set, never remote code; missing -> one clear error."""
     local = _looks_local(name_or_path)
     source = Path(name_or_path).expanduser() if local else str(name_or_path)
@@ -121,9 +121,9 @@ def _load(auto_cls, path_or_model, tokenizer, what: str, device, dtype) -> tuple
             raise TypeError(f"{what}: pass tokenizer= (an object or a path) together with a model object")
         model = path_or_model
     else:
-        model = _from_pretrained(auto_cls, path_or_model, what, **({} if dtype is None else {"dtype": dtype}))
+        model = from_pretrained(auto_cls, path_or_model, what, **({} if dtype is None else {"dtype": dtype}))
     if tokenizer is None or isinstance(tokenizer, (str, Path)):
-        tokenizer = _from_pretrained(AutoTokenizer, tokenizer or path_or_model, f"{what} tokenizer")
+        tokenizer = from_pretrained(AutoTokenizer, tokenizer or path_or_model, f"{what} tokenizer")
     _ensure_pad(model, tokenizer)
     return (model if device is None else model.to(device)).eval(), tokenizer
 

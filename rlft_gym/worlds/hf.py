@@ -17,7 +17,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from rlft_gym.datasets_io import load_table
-from rlft_gym.judges import classifier_cost, classifier_reward, missing_model_error
+from rlft_gym.judges import classifier_cost, classifier_reward, from_pretrained
 from rlft_gym.scoring import ScoreFn
 from rlft_gym.worlds.base import CATEGORIES, PromptSet, World, category_flags
 
@@ -130,13 +130,6 @@ def rpa_pairs(schema: str, source: str, split: str, num_attack_pairs: int, seed:
     return [pairs[i] for i in chosen], [p for p in pairs if p["is_response_0_safe"] and p["is_response_1_safe"]]
 
 
-def _load(auto_cls, source: str, what: str, **kwargs):
-    try:
-        return auto_cls.from_pretrained(source, **kwargs)
-    except OSError:
-        raise missing_model_error(source, what) from None
-
-
 class HFWorld(World):
     """Real data and checkpoints. The RPA attack set is `num_attack_pairs` pairs sampled by seed from the train
     split; `num_eval_prompts` held-out harmful prompts come from the eval split, disjoint from the attack prompts."""
@@ -185,7 +178,7 @@ class HFWorld(World):
         self.policy_path = Path(policy) if Path(policy).exists() else policy
         self.reference_path = reference or policy
         self._reward_source, self._cost_source, self._helpful_source = reward_model, cost_model, helpfulness_model
-        self.tokenizer = _load(AutoTokenizer, str(policy), "policy tokenizer")
+        self.tokenizer = from_pretrained(AutoTokenizer, str(policy), "policy tokenizer")
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.fingerprint = f"hf:{source}:{split or train_split}:{seed}:{num_attack_pairs}"
@@ -208,7 +201,7 @@ class HFWorld(World):
 
     def load_policy(self, path: str | Path | None = None, device: str | None = None) -> PreTrainedModel:
         """The policy under attack in the world's dtype, wrapped in a LoRA adapter (peft) when `lora` is set."""
-        model = _load(AutoModelForCausalLM, str(path or self.policy_path), "policy", dtype=self.dtype).to(device or self.device)
+        model = from_pretrained(AutoModelForCausalLM, str(path or self.policy_path), "policy", dtype=self.dtype).to(device or self.device)
         if self.lora:
             from peft import LoraConfig, get_peft_model
 
@@ -216,7 +209,7 @@ class HFWorld(World):
         return model
 
     def load_reference(self, device: str | None = None) -> PreTrainedModel:
-        model = _load(AutoModelForCausalLM, str(self.reference_path), "reference policy", dtype=self.dtype)
+        model = from_pretrained(AutoModelForCausalLM, str(self.reference_path), "reference policy", dtype=self.dtype)
         return model.to(device or self.device).eval().requires_grad_(False)
 
     def load_reward_model(self, flip_ratio: float) -> ScoreFn:
