@@ -257,12 +257,9 @@ def _fit(trainer: Trainer) -> TrainOutput:
 
 def _provenance(kind: str, base: str | Path, config: _TrainConfig) -> dict[str, Any]:
     """What produced a checkpoint: kind, base model, hyperparameters, library versions."""
-    import torch
-    import transformers
-    import trl
+    from rlft_gym.results import versions
 
-    versions = {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__}
-    return {"kind": kind, "base": str(base), "config": asdict(config), "versions": versions}
+    return {"kind": kind, "base": str(base), "config": asdict(config), "versions": versions()}
 
 
 # --- atomic output --------------------------------------------------------------------------------------------
@@ -323,9 +320,9 @@ def _quiet() -> Iterator[None]:
 # --- training -------------------------------------------------------------------------------------------------
 
 
-def train_reward_model(base: str | Path, dataset: datasets.Dataset, out: str | Path,
-                       config: RewardModelConfig | None = None, template: str = PAIR_TEMPLATE) -> dict[str, Any]:
-    """TRL `RewardTrainer` (num_labels=1) on preference pairs or PKU-SafeRLHF rows; `out` gets checkpoint, tokenizer and metrics.json (held-out pairwise accuracy) in one rename, or nothing."""
+def train_reward_model(base: str | Path, dataset: datasets.Dataset, out: str | Path, config: RewardModelConfig | None = None,
+                       template: str = PAIR_TEMPLATE, base_label: str | None = None) -> dict[str, Any]:
+    """TRL `RewardTrainer` (num_labels=1) on preference pairs or PKU-SafeRLHF rows; `out` gets checkpoint, tokenizer and metrics.json (held-out pairwise accuracy) in one rename, or nothing. `base_label` names the base model in metrics.json (default: its path)."""
     from transformers import set_seed
     from trl import RewardConfig, RewardTrainer
 
@@ -345,7 +342,7 @@ def train_reward_model(base: str | Path, dataset: datasets.Dataset, out: str | P
             "accuracy": _pairwise_accuracy(trainer.model, held_out, tokenizer.pad_token_id, config.batch_size),
             "n_train": len(train), "n_eval": len(held_out),
             "n_flipped": sum(dataset["flipped"]) if "flipped" in dataset.column_names else 0,
-            "train_loss": result.training_loss, **_provenance("reward-model", base, config),
+            "train_loss": result.training_loss, **_provenance("reward-model", base_label or base, config),
         }
         _publish(trainer, tmp, out, metrics)
     return metrics
@@ -383,8 +380,9 @@ def _pairwise_accuracy(model: PreTrainedModel, pairs: datasets.Dataset, pad_toke
 
 
 def train_cost_model(base: str | Path, dataset: datasets.Dataset, out: str | Path, config: CostModelConfig | None = None,
-                     template: str = PAIR_TEMPLATE, labels: tuple[str, str] = (LABELS[0], LABELS[1])) -> dict[str, Any]:
-    """Harmfulness classifier (label 1 = harmful) on BeaverTails / PKU-SafeRLHF rows or (text, label); `out` gets checkpoint, tokenizer and metrics.json (held-out accuracy, P, R, F1) in one rename, or nothing."""
+                     template: str = PAIR_TEMPLATE, labels: tuple[str, str] = (LABELS[0], LABELS[1]),
+                     base_label: str | None = None) -> dict[str, Any]:
+    """Harmfulness classifier (label 1 = harmful; other names via `labels`) on BeaverTails / PKU-SafeRLHF rows or (text, label); `out` gets checkpoint, tokenizer and metrics.json (held-out accuracy, P, R, F1) in one rename, or nothing. `base_label` names the base model in metrics.json (default: its path)."""
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
     config, out = config or CostModelConfig(), Path(out)
@@ -404,7 +402,7 @@ def train_cost_model(base: str | Path, dataset: datasets.Dataset, out: str | Pat
         result = _fit(trainer)
         scores = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items() if k.removeprefix("eval_") in _METRIC_NAMES}
         metrics = {**scores, "n_train": len(train), "n_eval": len(held_out), "positive_label": labels[1],
-                   "train_loss": result.training_loss, **_provenance("cost-model", base, config)}
+                   "train_loss": result.training_loss, **_provenance("cost-model", base_label or base, config)}
         _publish(trainer, tmp, out, metrics)
     return metrics
 

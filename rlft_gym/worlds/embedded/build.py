@@ -130,7 +130,7 @@ def train_classifier(base: Path, rows: list[tuple[str, str, int]], out: Path, st
     """A 2-label classifier on (prompt, response, label) rows through the same pipeline as `rlft-gym train cost-model`."""
     ds = datasets.Dataset.from_dict({"text": [PAIR_TEMPLATE.format(prompt=p, response=r) for p, r, _ in rows], "label": [y for *_, y in rows]})
     config = CostModelConfig(max_steps=steps, batch_size=cfg.batch_size, learning_rate=cfg.scorer_lr, eval_fraction=0.05, seed=cfg.seed)
-    train_cost_model(base, ds, out, config, labels=labels)
+    train_cost_model(base, ds, out, config, labels=labels, base_label="embedded world base LM")
     return SequenceScorer.from_pretrained(out, output="prob")
 
 
@@ -217,7 +217,8 @@ def build_reward_model(out: Path, core: Path, cfg: EmbeddedConfig, schema: str, 
     corpus = Corpus(cfg.seed)
     pairs = data.flip(data.preference_rows(corpus, schema, cfg.seed), flip_ratio, cfg.seed)
     config = RewardModelConfig(max_steps=cfg.reward_steps, batch_size=cfg.batch_size // 2, learning_rate=cfg.scorer_lr, eval_fraction=0.05, seed=cfg.seed)
-    train_reward_model(core / "base", pairs.select_columns(["prompt", "chosen", "rejected", "flipped"]), out, config)
+    train_reward_model(core / "base", pairs.select_columns(["prompt", "chosen", "rejected", "flipped"]), out, config,
+                       base_label="embedded world base LM")
     scorer = SequenceScorer.from_pretrained(out, output="logit")
     held = data.flip(data.preference_rows(corpus, schema, cfg.seed + 1), flip_ratio, cfg.seed + 1)
     r0 = scorer(held["prompt"], held["chosen"])
