@@ -28,7 +28,7 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow -s
 
 bench: $(STAMP)
-	$(PY) -m pytest -q tests/benchmarks --benchmark-enable
+	$(PY) -m pytest -q -s tests/benchmarks -m "perf or not perf"
 
 clean:
 	rm -rf $(VENV) build *.egg-info
