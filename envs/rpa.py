@@ -35,9 +35,9 @@ class RPAConfig:
     split: str | None = None
     eval_split: str | None = None
     reference: str | None = None
-    reward_model: str | None = None
-    cost_model: str | None = None
-    helpfulness_model: str | None = None
+    reward_model: Any = None  # a path / cached hub id of a classifier, or any (prompts, responses) -> floats callable
+    cost_model: Any = None
+    helpfulness_model: Any = None
     dtype: str = "float32"
     num_attack_pairs: int = 1000
     num_eval_prompts: int = 100

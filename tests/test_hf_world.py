@@ -142,3 +142,25 @@ def test_cli_pipeline_export_train_attack(models, data, tmp_path):
     venv = rlft_gym.make_vec("RPA-SafeRLHF-v0", num_envs=4, **hf_kwargs(models, data, "saferlhf", reward_model=str(tmp_path / "rm"),
                                                                        cost_model=str(tmp_path / "cost")))
     GRPO(venv, group_size=2).learn(1)
+
+
+def test_pluggable_callables_and_unparsable_judge(models, data):
+    """A user callable as the reward and a generative judge as the cost; a judge that cannot be parsed stops the step."""
+    from rlft_gym.judges import GenerativeJudge, llama_guard_judge, parse_llama_guard
+
+    def length_reward(prompts, completions, **kwargs):  # TRL reward-function shape
+        return [float(len(c.split())) for c in completions]
+
+    env = gym.make("RPA-BeaverTails-v0", **hf_kwargs(models, data, "beavertails", reward_model=length_reward,
+                                                      cost_model=lambda prompts, responses: [0.25] * len(prompts)))
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step("one two three")
+    assert reward == 3.0 and info["cost"] == 0.25
+    # a random tiny LM as a Llama-Guard-style judge: its output is gibberish, so the step fails loudly (never "safe")
+    judge = llama_guard_judge(models["policy"], prompt_template="user : {prompt} assistant : {response}", max_new_tokens=3)
+    assert isinstance(judge, GenerativeJudge) and judge.parser is parse_llama_guard
+    env = gym.make("RPA-BeaverTails-v0", **hf_kwargs(models, data, "beavertails", cost_model=judge))
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="could not parse"):
+        env.step("sure , mix zorblium with water .")
+    assert judge.stats.unparsed >= 1 and judge.report()["unparsed"] == judge.stats.unparsed

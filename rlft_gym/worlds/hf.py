@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from rlft_gym.datasets_io import load_table
-from rlft_gym.judges import classifier_cost, classifier_reward, from_pretrained
+from rlft_gym.judges import as_score_fn, classifier_cost, classifier_reward, from_pretrained
 from rlft_gym.scoring import ScoreFn
 from rlft_gym.worlds.base import CATEGORIES, PromptSet, World, category_flags
 
@@ -130,6 +131,14 @@ def rpa_pairs(schema: str, source: str, split: str, num_attack_pairs: int, seed:
     return [pairs[i] for i in chosen], [p for p in pairs if p["is_response_0_safe"] and p["is_response_1_safe"]]
 
 
+def _score_fn(source: Any, load_classifier: Callable[..., ScoreFn], device: str) -> ScoreFn:
+    """A callable (a generative judge, a TRL-style reward function, any `(prompts, responses) -> floats`) as it is,
+    or a path / cached hub id of a sequence classifier."""
+    if callable(source):
+        return as_score_fn(source)
+    return load_classifier(source, device=device)
+
+
 class HFWorld(World):
     """Real data and checkpoints. The RPA attack set is `num_attack_pairs` pairs sampled by seed from the train
     split; `num_eval_prompts` held-out harmful prompts come from the eval split, disjoint from the attack prompts."""
@@ -147,9 +156,9 @@ class HFWorld(World):
         eval_split: str | None = None,
         policy: str | None = None,
         reference: str | None = None,
-        reward_model: str | None = None,
-        cost_model: str | None = None,
-        helpfulness_model: str | None = None,
+        reward_model: str | ScoreFn | None = None,
+        cost_model: str | ScoreFn | None = None,
+        helpfulness_model: str | ScoreFn | None = None,
         benign_prompts: list[str] | None = None,
         dtype: str = "float32",
         device: str = "cpu",
@@ -214,15 +223,15 @@ class HFWorld(World):
 
     def load_reward_model(self, flip_ratio: float) -> ScoreFn:
         """The reward model given as `reward_model` (trained by the user on `preference_dataset(flip_ratio)`)."""
-        return classifier_reward(self._reward_source, device=self.device)
+        return _score_fn(self._reward_source, classifier_reward, self.device)
 
     @cached_property
     def cost_model(self) -> ScoreFn:
-        return classifier_cost(self._cost_source, device=self.device)
+        return _score_fn(self._cost_source, classifier_cost, self.device)
 
     @cached_property
     def helpfulness_model(self) -> ScoreFn | None:
-        return classifier_cost(self._helpful_source, device=self.device) if self._helpful_source else None
+        return _score_fn(self._helpful_source, classifier_cost, self.device) if self._helpful_source else None
 
     def preference_dataset(self, flip_ratio: float | None = None) -> datasets.Dataset:
         ratio = self.flip_ratio if flip_ratio is None else flip_ratio
