@@ -8,7 +8,7 @@ import torch
 
 import rlft_gym
 from rlft_gym.agents.best_of_n import BestOfN, best_of_n
-from rlft_gym.callbacks import Callback
+from helpers import Recorder
 
 torch.set_num_threads(1)
 
@@ -80,14 +80,6 @@ def test_attack_prompts_and_a_loaded_policy(env, world):
 def test_bad_input_is_one_clear_error(env, kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         best_of_n(env, **kwargs)
-
-
-class Recorder(Callback):
-    def __init__(self) -> None:
-        self.reports = []
-
-    def on_step(self, agent, report):
-        self.reports.append(report)
 
 
 def test_agent_reports_picks_and_changes_no_weights(world):

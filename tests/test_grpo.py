@@ -12,22 +12,7 @@ import torch
 import rlft_gym
 from rlft_gym.agents import GRPO
 from rlft_gym.baselines import CostGatedReward, KLConstraint, VectorCostGatedReward
-from rlft_gym.callbacks import Callback
-
-
-class Recorder(Callback):
-    def __init__(self, stop_at: int | None = None) -> None:
-        self.reports, self.started, self.ended, self.stop_at = [], 0, 0, stop_at
-
-    def on_training_start(self, agent, total_steps):
-        self.started += 1
-
-    def on_step(self, agent, report):
-        self.reports.append(report)
-        return None if self.stop_at is None else report.step < self.stop_at
-
-    def on_training_end(self, agent):
-        self.ended += 1
+from helpers import Recorder
 
 
 def test_vector_grpo_learns_and_reports(world):

@@ -19,6 +19,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env  # n
 from stable_baselines3.common.logger import KVWriter, Logger  # noqa: E402
 
 from rlft_gym.agents.sb3 import SB3Bridge, make_sb3_env  # noqa: E402
+from helpers import Recorder  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -129,23 +130,6 @@ def test_bad_kwargs_and_actions_fail_clearly(env: RPATokenEnv) -> None:
         make_sb3_env(BT, n_envs=0)
 
 
-class Recorder(Callback):
-    """Keeps the reports and the training-start total."""
-
-    def __init__(self) -> None:
-        self.reports: list[StepReport] = []
-        self.total, self.ended = 0, False
-
-    def on_training_start(self, agent, total_steps: int) -> None:
-        self.total = total_steps
-
-    def on_step(self, agent, report: StepReport) -> None:
-        self.reports.append(report)
-
-    def on_training_end(self, agent) -> None:
-        self.ended = True
-
-
 class Rows(KVWriter):
     """An SB3 logger output that keeps what each dump wrote."""
 
@@ -165,7 +149,7 @@ def test_sb3_runs_unchanged_and_reports(algo: str) -> None:
     model.set_logger(Logger(None, [rows]))
     model.learn(64 if algo == "PPO" else 96, callback=SB3Bridge([recorder]))
     n = 2 if algo == "PPO" else 3
-    assert recorder.total == n and len(recorder.reports) == n and recorder.ended
+    assert recorder.total == n and len(recorder.reports) == n and recorder.ended == 1
     last = recorder.reports[-1]
     assert math.isfinite(last.reward) and 0.0 <= last.cost <= 1.0 and last.extra["timesteps"] == 32 * n
     assert math.isnan(recorder.reports[0].loss)  # no update before the first rollout
