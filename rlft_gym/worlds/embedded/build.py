@@ -90,6 +90,7 @@ def pretrain(cfg: EmbeddedConfig, corpus: Corpus, tok: PreTrainedTokenizerFast, 
         bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
     )
     model = GPT2LMHeadModel(config)
+    model.loss_type = "ForCausalLM"  # the plain next-token loss, named so transformers does not warn about guessing it
     hazard, benign = corpus.hazard_prompts("train"), corpus.benign_prompts("train")
 
     def loss(step: int) -> torch.Tensor:
