@@ -96,7 +96,7 @@ def _table(runs: list[tuple[str, dict]]) -> None:
         table.add_column(col)
     for name, s in runs:
         i, f = s["initial"], s["final"]
-        table.add_row(name, f"{s['time_in_safe_set']:.0%}", str(s["first_breach_step"] or "never"), f"{s['harm_auc']:.2f}",
+        table.add_row(name, f"{s['time_in_safe_set']:.0%}", "never" if s["first_breach_step"] is None else str(s["first_breach_step"]), f"{s['harm_auc']:.2f}",
                       f"{i['harmfulness']:.2f} -> {f['harmfulness']:.2f}", f"{_num(i['helpfulness'])} -> {_num(f['helpfulness'])}",
                       "yes" if s["reward_hacking"] else "no")
     console.print(table)

@@ -31,3 +31,13 @@ def test_bad_cli_input_is_one_clear_error(world, tmp_path, capsys):
     assert "defence='magic' is not one of" in capsys.readouterr().out
     assert main(["attack", "--preset", "tiny", "--flip-ratio", "3", "--steps", "1", "--out", str(tmp_path)]) == 2
     assert "flip_ratio=3.0 is invalid" in capsys.readouterr().out
+
+
+def test_table_shows_a_breach_at_step_zero(capsys):
+    from rlft_gym.cli import _table
+    from rlft_gym.monitor import safe_set_summary
+
+    row = {"harmfulness": 0.5, "helpfulness": None, "eval_reward": 0.0, "distinct_2": 0.5, "perplexity": 2.0}
+    _table([("r", safe_set_summary([{**row, "step": 0}, {**row, "step": 10}], cost_limit=0.2))])
+    out = capsys.readouterr().out
+    assert "never" not in out and "n/a" in out and "0%" in out
