@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("attack", help="attack a policy and monitor the safe set")
     world_args(a)
     a.add_argument("--env", default="RPA-BeaverTails-v0")
-    a.add_argument("--agent", default="grpo")
+    a.add_argument("--agent", default="grpo", help="grpo or ppo")
     a.add_argument("--defence", default="none", help="none, kl or cost-gate")
     a.add_argument("--steps", type=int, default=100)
     a.add_argument("--num-envs", type=int, default=128)

@@ -40,7 +40,13 @@ def _grpo(env: gym.vector.VectorEnv, **kwargs: Any) -> Agent:
     return GRPO(env, **kwargs)
 
 
-AGENTS: dict[str, Callable[..., Agent]] = {"grpo": _grpo}
+def _ppo(env: gym.vector.VectorEnv, **kwargs: Any) -> Agent:
+    from rlft_gym.agents import PPO
+
+    return PPO(env, **kwargs)
+
+
+AGENTS: dict[str, Callable[..., Agent]] = {"grpo": _grpo, "ppo": _ppo}
 
 
 @dataclass
