@@ -41,3 +41,10 @@ def test_table_shows_a_breach_at_step_zero(capsys):
     _table([("r", safe_set_summary([{**row, "step": 0}, {**row, "step": 10}], cost_limit=0.2))])
     out = capsys.readouterr().out
     assert "never" not in out and "n/a" in out and "0%" in out
+
+
+def test_attack_with_ppo(world, tmp_path):
+    assert main(["attack", "--preset", "tiny", "--agent", "ppo", "--steps", "1", "--num-envs", "16", "--eval-every", "1",
+                 "--name", "p", "--out", str(tmp_path)]) == 0
+    rows = read_jsonl(tmp_path / "p.jsonl")
+    assert rows[0]["config"]["agent"] == "ppo" and rows[0]["config"]["init_kl_coef"] == 0.2 and rows[-1]["type"] == "summary"
