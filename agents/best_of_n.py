@@ -24,7 +24,7 @@ import torch
 from transformers import PreTrainedModel
 
 from rlft_gym import generation
-from rlft_gym.agent import Agent
+from rlft_gym.agent import Agent, require_positive
 from rlft_gym.callbacks import StepReport
 from rlft_gym.results import versions
 from rlft_gym.training import check_finite
@@ -49,8 +49,7 @@ def check_ns(ns: Sequence[int]) -> tuple[int, ...]:
 
 def check_temperature(temperature: float) -> float:
     """Sampling temperature: a positive finite number (T = 0 would make all N samples the same greedy answer)."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature <= 0:
-        raise ValueError(f"temperature={temperature!r} must be a positive finite number")
+    require_positive(temperature=temperature)
     return float(temperature)
 
 
@@ -172,10 +171,7 @@ class BestOfN(Agent):
 
     def respond(self, prompts: list[str]) -> generation.Rollout:
         """Sample `n` responses per prompt: `prompts` holds each prompt `n` times in a row."""
-        formatted = [self.world.format_prompt(p) for p in prompts[:: self.n]]
-        with self.accelerator.autocast():
-            return generation.sample(self.policy, self.tokenizer, formatted, self.max_new_tokens, self.temperature,
-                                     generator=self.generator, num_samples=self.n)
+        return self.sample_groups(prompts, self.n, self.temperature)
 
     @torch.no_grad()
     def train_step(self) -> StepReport:

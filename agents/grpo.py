@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from rlft_gym import generation
-from rlft_gym.agent import Agent, Batch, Constraint
+from rlft_gym.agent import Agent, Batch, Constraint, require_non_negative, require_positive
 from rlft_gym.callbacks import StepReport
 from rlft_gym.training import check_finite
 
@@ -48,11 +48,8 @@ class GRPO(Agent):
         device: str = "cpu",
         mixed_precision: str = "no",
     ) -> None:
-        for name, value in (("learning_rate", learning_rate), ("temperature", temperature), ("max_grad_norm", max_grad_norm)):
-            if not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-                raise ValueError(f"{name}={value!r} must be a positive finite number")
-        if not isinstance(beta, (int, float)) or not np.isfinite(beta) or beta < 0:
-            raise ValueError(f"beta={beta!r} must be a finite number >= 0")
+        require_positive(learning_rate=learning_rate, temperature=temperature, max_grad_norm=max_grad_norm)
+        require_non_negative(beta=beta)
         if scale_rewards not in SCALE_REWARDS:
             raise ValueError(f"scale_rewards={scale_rewards!r} is not one of {SCALE_REWARDS}")
         if not isinstance(group_size, int) or group_size < 2:
@@ -79,10 +76,7 @@ class GRPO(Agent):
 
     def respond(self, prompts: list[str]) -> generation.Rollout:
         """Sample the group's responses from the current policy: `prompts` holds each prompt `group_size` times in a row."""
-        formatted = [self.world.format_prompt(p) for p in prompts[:: self.group_size]]
-        with self.accelerator.autocast():
-            return generation.sample(self.policy, self.tokenizer, formatted, self.max_new_tokens, self.temperature,
-                                     generator=self.generator, num_samples=self.group_size)
+        return self.sample_groups(prompts, self.group_size, self.temperature)
 
     def train_step(self) -> StepReport:
         t0 = time.perf_counter()

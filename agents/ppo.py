@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import save_file
 
 from rlft_gym import generation
-from rlft_gym.agent import Agent, Batch, Constraint
+from rlft_gym.agent import Agent, Batch, Constraint, require_non_negative, require_positive
 from rlft_gym.callbacks import StepReport
 from rlft_gym.training import check_finite
 
@@ -73,14 +73,9 @@ class PPO(Agent):
         device: str = "cpu",
         mixed_precision: str = "no",
     ) -> None:
-        positive = (("learning_rate", learning_rate), ("cliprange", cliprange), ("cliprange_value", cliprange_value),
-                    ("target_kl", target_kl), ("horizon", horizon), ("max_grad_norm", max_grad_norm), ("temperature", temperature))
-        for name, value in positive:
-            if not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-                raise ValueError(f"{name}={value!r} must be a positive finite number")
-        for name, value in (("vf_coef", vf_coef), ("init_kl_coef", init_kl_coef)):
-            if not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
-                raise ValueError(f"{name}={value!r} must be a finite number >= 0")
+        require_positive(learning_rate=learning_rate, cliprange=cliprange, cliprange_value=cliprange_value, target_kl=target_kl,
+                         horizon=horizon, max_grad_norm=max_grad_norm, temperature=temperature)
+        require_non_negative(vf_coef=vf_coef, init_kl_coef=init_kl_coef)
         for name, value in (("gamma", gamma), ("lam", lam)):
             if not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise ValueError(f"{name}={value!r} must be a number in [0, 1]")
@@ -110,10 +105,7 @@ class PPO(Agent):
 
     def respond(self, prompts: list[str]) -> generation.Rollout:
         """Sample one response per attack prompt from the current policy."""
-        formatted = [self.world.format_prompt(p) for p in prompts]
-        with self.accelerator.autocast():
-            return generation.sample(self.policy, self.tokenizer, formatted, self.max_new_tokens, self.temperature,
-                                     generator=self.generator)
+        return self.sample_groups(prompts, 1, self.temperature)
 
     def forward(self, rollout: generation.Rollout) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token log-probs and values (B, T) of the response tokens, from one pass of the policy's body."""

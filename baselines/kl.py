@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from rlft_gym.agent import Agent, Batch, Constraint
+from rlft_gym.agent import Agent, Batch, Constraint, require_non_negative
 
 
 class KLConstraint(Constraint):
@@ -17,8 +17,7 @@ class KLConstraint(Constraint):
     needs_reference = True
 
     def __init__(self, beta: float = 0.1) -> None:
-        if not isinstance(beta, (int, float)) or not beta >= 0 or beta == float("inf"):
-            raise ValueError(f"beta={beta!r} must be a finite number >= 0")
+        require_non_negative(beta=beta)
         self.beta = float(beta)
 
     def loss(self, agent: Agent, batch: Batch) -> torch.Tensor:

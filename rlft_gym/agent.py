@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,12 +16,27 @@ import torch
 from accelerate import Accelerator
 
 from rlft_gym.callbacks import Callback, ProgressBar, StepReport, as_callback
+from rlft_gym import generation
 from rlft_gym.generation import Rollout
 from rlft_gym.worlds.base import World
 
 log = logging.getLogger(__name__)
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
+
+
+def require_positive(**values: float) -> None:
+    """Each hyperparameter must be a positive finite number: one error naming the first that is not."""
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise ValueError(f"{name}={v!r} must be a positive finite number")
+
+
+def require_non_negative(**values: float) -> None:
+    """Each hyperparameter must be a finite number >= 0: one error naming the first that is not."""
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ValueError(f"{name}={v!r} must be a finite number >= 0")
 
 
 @dataclass
@@ -108,6 +124,14 @@ class Agent(ABC):
             rewards.append(reward)
             costs.append(info["cost"])
         return rollout, np.asarray(rewards, np.float32), np.asarray(costs, np.float32)
+
+    def sample_groups(self, prompts: list[str], samples_per_prompt: int, temperature: float) -> Rollout:
+        """Sample from the current policy: `prompts` holds each prompt `samples_per_prompt` times in a row (as
+        `env_feedback` serves them); each distinct prompt is prefilled once and its KV cache shared by its samples."""
+        formatted = [self.world.format_prompt(p) for p in prompts[::samples_per_prompt]]
+        with self.accelerator.autocast():
+            return generation.sample(self.policy, self.tokenizer, formatted, self.max_new_tokens, temperature,
+                                     generator=self.generator, num_samples=samples_per_prompt)
 
     @abstractmethod
     def train_step(self) -> StepReport:

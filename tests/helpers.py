@@ -1,6 +1,9 @@
 """Small helpers shared by the tests."""
 from __future__ import annotations
 
+import gymnasium as gym
+import numpy as np
+
 from rlft_gym.callbacks import Callback
 
 
@@ -20,3 +23,11 @@ class Recorder(Callback):
 
     def on_training_end(self, agent):
         self.ended += 1
+
+
+class NaNReward(gym.vector.VectorWrapper):
+    """A vector env whose rewards are all NaN: training must stop, naming the step, before any weight changes."""
+
+    def step(self, actions):
+        obs, rewards, term, trunc, info = self.env.step(actions)
+        return obs, rewards * np.nan, term, trunc, info

@@ -12,7 +12,7 @@ import torch
 import rlft_gym
 from rlft_gym.agents import GRPO
 from rlft_gym.baselines import CostGatedReward, KLConstraint, VectorCostGatedReward
-from helpers import Recorder
+from helpers import NaNReward, Recorder
 
 
 def test_vector_grpo_learns_and_reports(world):
@@ -58,12 +58,6 @@ def test_kl_constraint_adds_to_loss(world):
     agent = GRPO(venv, group_size=4, beta=0.5)
     assert any(isinstance(c, KLConstraint) for c in agent.constraints)
     agent.learn(2)
-
-
-class NaNReward(gym.vector.VectorWrapper):
-    def step(self, actions):
-        obs, rewards, term, trunc, info = self.env.step(actions)
-        return obs, rewards * np.nan, term, trunc, info
 
 
 def test_nan_stops_training_naming_the_step(world):

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 import rlft_gym
 from rlft_gym.agents.ppo import PPO
 from rlft_gym.baselines import KLConstraint
-from helpers import Recorder
+from helpers import NaNReward, Recorder
 
 torch.set_num_threads(1)
 
@@ -50,12 +50,6 @@ def test_constraint_with_reference_trains(world):
     rec = Recorder()
     PPO(small_venv(4), mini_batch_size=4, ppo_epochs=1, constraints=[KLConstraint(0.1)]).learn(1, callback=rec)
     assert np.isfinite(rec.reports[0].loss) and rec.reports[0].extra["clipfrac"] == 0.0  # one pass: ratio is 1
-
-
-class NaNReward(gym.vector.VectorWrapper):
-    def step(self, actions):
-        obs, rewards, term, trunc, info = self.env.step(actions)
-        return obs, rewards * np.nan, term, trunc, info
 
 
 def test_nan_stops_training_naming_the_step(world):
