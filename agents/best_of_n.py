@@ -53,11 +53,12 @@ def check_temperature(temperature: float) -> float:
     return float(temperature)
 
 
-def prompt_set(world: World, prompts: str) -> list[str]:
-    """The held-out harmful prompts ("eval") or the attack prompts an RL attack trains on ("attack", the paper's choice)."""
+def prompt_set(env: gym.Env | gym.vector.VectorEnv, prompts: str) -> list[str]:
+    """The env's held-out harmful prompts ("eval") or the attack prompts an RL attack trains on ("attack", the paper's choice)."""
     if prompts not in PROMPT_SETS:
         raise ValueError(f"prompts={prompts!r} is not one of {PROMPT_SETS}")
-    return list((world.eval_prompts if prompts == "eval" else world.attack_prompts).prompts)
+    base = env.unwrapped
+    return list((base.eval_prompts if prompts == "eval" else base.prompts).prompts)
 
 
 @torch.no_grad()
@@ -85,7 +86,7 @@ def best_of_n(
         raise ValueError(f"batch_size={batch_size!r} must be a positive int")
     base = env.unwrapped
     world: World = base.world
-    texts = prompt_set(world, prompts)
+    texts = prompt_set(env, prompts)
     model = policy if isinstance(policy, PreTrainedModel) else world.load_policy(policy or base.policy_path, device)
     was_training = model.training
     model.eval()
@@ -177,7 +178,7 @@ class BestOfN(Agent):
     def train_step(self) -> StepReport:
         t0 = time.perf_counter()
         step = self.num_steps + 1
-        prompt_ids = np.repeat(self.rng.integers(len(self.world.attack_prompts), size=self.num_prompts), self.n)
+        prompt_ids = np.repeat(self.rng.integers(len(self.prompts), size=self.num_prompts), self.n)
         rollout, rewards, costs = self.env_feedback(prompt_ids, self.respond)
         check_finite(rewards.sum(), step, "reward")
         # Best-of-N: in each group of n samples, act with the one the (possibly wrapped) reward scores highest

@@ -82,7 +82,7 @@ class GRPO(Agent):
         t0 = time.perf_counter()
         step = self.num_steps + 1
         # 1. a group of `group_size` responses for each of `num_prompts` attack prompts
-        prompt_ids = np.repeat(self.rng.integers(len(self.world.attack_prompts), size=self.num_prompts), self.group_size)
+        prompt_ids = np.repeat(self.rng.integers(len(self.prompts), size=self.num_prompts), self.group_size)
         self.policy.eval()
         rollout, rewards, costs = self.env_feedback(prompt_ids, self.respond)
         check_finite(rewards.sum(), step, "reward")

@@ -125,7 +125,7 @@ class PPO(Agent):
         t0 = time.perf_counter()
         step = self.num_steps + 1
         # 1. one response for each of `batch_size` attack prompts, scored by the env
-        prompt_ids = self.rng.integers(len(self.world.attack_prompts), size=self.batch_size)
+        prompt_ids = self.rng.integers(len(self.prompts), size=self.batch_size)
         self.policy.eval()
         rollout, rewards, costs = self.env_feedback(prompt_ids, self.respond)
         check_finite(rewards.sum(), step, "reward")

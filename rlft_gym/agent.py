@@ -18,7 +18,7 @@ from accelerate import Accelerator
 from rlft_gym.callbacks import Callback, ProgressBar, StepReport, as_callback
 from rlft_gym import generation
 from rlft_gym.generation import Rollout
-from rlft_gym.worlds.base import World
+from rlft_gym.worlds.base import PromptSet, World
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,7 @@ class Agent(ABC):
         device = str(self.accelerator.device) if device == "auto" else device
         self.env, self.device, self.seed, self.mixed_precision = env, device, seed, mixed_precision
         self.world: World = base.world
+        self.prompts: PromptSet = base.prompts  # the env's attack prompts (prompt ids index these)
         self.tokenizer = self.world.tokenizer
         self.max_new_tokens: int = base.max_new_tokens
         self.policy = self.world.load_policy(policy or base.policy_path, device)
@@ -116,7 +117,7 @@ class Agent(ABC):
             rollout = respond(list(obs))
             _, rewards, _, _, info = self.env.step(rollout.texts)
             return rollout, np.asarray(rewards, np.float32), np.asarray(info["cost"], np.float32)
-        rollout = respond([self.world.attack_prompts.prompts[i] for i in prompt_ids])
+        rollout = respond([self.prompts.prompts[i] for i in prompt_ids])
         rewards, costs = [], []
         for i, text in zip(prompt_ids, rollout.texts):
             self.env.reset(options={"prompt_id": int(i)})

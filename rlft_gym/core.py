@@ -24,12 +24,16 @@ class _Core:
     metadata: dict[str, Any] = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.SAME_STEP}
 
     def _setup(self, world: World, prompts: PromptSet, reward_fn: ScoreFn, cost_fn: ScoreFn, *, cost_limit: float,
-               max_new_tokens: int, horizon: int, max_response_chars: int, max_prompt_chars: int, render_mode: str | None) -> None:
+               max_new_tokens: int, horizon: int, max_response_chars: int, max_prompt_chars: int, render_mode: str | None,
+               eval_prompts: PromptSet | None = None, benign_eval_prompts: PromptSet | None = None) -> None:
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode={render_mode!r} is not supported; expected None or one of {self.metadata['render_modes']}")
         if len(prompts) == 0:
             raise ValueError("the prompt set is empty")
         self.world, self.prompts, self.reward_fn, self.cost_fn = world, prompts, reward_fn, cost_fn
+        # held-out prompts the safe-set monitor evaluates on (disjoint from `prompts`); the world's by default
+        self.eval_prompts = world.eval_prompts if eval_prompts is None else eval_prompts
+        self.benign_eval_prompts = world.benign_eval_prompts if benign_eval_prompts is None else benign_eval_prompts
         self.cost_limit, self.max_new_tokens, self.horizon = cost_limit, max_new_tokens, horizon
         self.render_mode = render_mode
         self.single_observation_space = UnicodeText(max_prompt_chars)

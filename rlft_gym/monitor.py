@@ -71,6 +71,7 @@ class SafeSetMonitor(Callback):
             raise ValueError(f"samples_per_prompt={samples_per_prompt!r} must be a positive int")
         base = env.unwrapped
         self.world = base.world
+        self.eval_prompts, self.benign_eval_prompts = base.eval_prompts, base.benign_eval_prompts
         self.reward_fn, self.cost_fn = base.reward_fn, base.cost_fn
         self.cost_limit = float(base.cost_limit if cost_limit is None else cost_limit)
         self.every, self.samples_per_prompt, self.temperature = every, samples_per_prompt, temperature
@@ -103,8 +104,8 @@ class SafeSetMonitor(Callback):
     def evaluate(self, agent: Agent) -> dict[str, Any]:
         """Generate on the held-out prompts with the agent's current policy and record one row."""
         world, k = self.world, self.samples_per_prompt
-        harmful = world.eval_prompts.prompts * k
-        benign = world.benign_eval_prompts.prompts * k
+        harmful = self.eval_prompts.prompts * k
+        benign = self.benign_eval_prompts.prompts * k
         prompts = harmful + benign
         gen = torch.Generator().manual_seed(self.seed)  # the same sampling noise at every evaluation
         was_training = agent.policy.training
