@@ -14,12 +14,14 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from rlft_gym import generation
 from rlft_gym.agent import Agent, Batch, Constraint, require_non_negative, require_positive
 from rlft_gym.callbacks import StepReport
 from rlft_gym.training import check_finite
+
+VALUE_HEAD = "value_head.safetensors"
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -199,8 +201,20 @@ class PPO(Agent):
                    "clipfrac": float(np.mean(clipfracs)), "length": float(mask.sum(1).mean()), "step_s": time.perf_counter() - t0},
         )
 
-    def save(self, path: str | Path) -> Path:
-        """Save the policy and hyperparameters (`Agent.save`) and the value head as `value_head.safetensors`."""
-        path = super().save(path)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.value_head.state_dict().items()}, path / "value_head.safetensors")
-        return path
+    def training_state(self) -> dict:
+        """The base state plus the adaptive KL coefficient (the value head is saved beside the policy)."""
+        return {**super().training_state(), "kl_coef": self.kl_coef}
+
+    def load_training_state(self, state: dict) -> None:
+        super().load_training_state(state)
+        self.kl_coef = float(state["kl_coef"])
+
+    def write_checkpoint(self, path: Path) -> None:
+        """`Agent.write_checkpoint` plus the value head as `value_head.safetensors`."""
+        super().write_checkpoint(path)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.value_head.state_dict().items()}, path / VALUE_HEAD)
+
+    def restore(self, path: Path) -> None:
+        """The value head first, then the training state (whose optimizer moments include the head's)."""
+        self.value_head.load_state_dict(load_file(path / VALUE_HEAD, device=str(self.device)))
+        super().restore(path)

@@ -16,13 +16,14 @@ import torch
 from accelerate import Accelerator
 
 from rlft_gym.callbacks import Callback, ProgressBar, StepReport, as_callback
-from rlft_gym import generation
+from rlft_gym import cache, generation
 from rlft_gym.generation import Rollout
 from rlft_gym.worlds.base import PromptSet, World
 
 log = logging.getLogger(__name__)
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
+TRAINING_STATE = "training_state.pt"
 
 
 def require_positive(**values: float) -> None:
@@ -162,10 +163,64 @@ class Agent(ABC):
         """The agent's hyperparameters, for results files."""
         return {}
 
+    def training_state(self) -> dict[str, Any]:
+        """Everything besides the weights that the next step depends on: optimizer moments and the random streams."""
+        state: dict[str, Any] = {
+            "numpy_rng": self.rng.bit_generator.state,
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        if getattr(self, "optimizer", None) is not None:
+            state["optimizer"] = self.optimizer.state_dict()
+        return state
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Restore what `training_state` returned, so training continues exactly where it stopped."""
+        self.rng.bit_generator.state = state["numpy_rng"]
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+
     def save(self, path: str | Path) -> Path:
-        """Save the policy (safetensors, `save_pretrained`) and the agent's hyperparameters to `path`."""
+        """Save a checkpoint `Agent.load` resumes from: the policy (safetensors, `save_pretrained`) and tokenizer,
+        the hyperparameters and step count (`agent.json`) and the training state (`training_state.pt`)."""
         path = Path(path)
+        if path.exists() and not (path.is_dir() and (not any(path.iterdir()) or (path / "agent.json").is_file())):
+            raise ValueError(f"path={path} exists and is not an agent checkpoint; save to a new or empty directory")
+        with cache.staging(path) as tmp:
+            self.write_checkpoint(tmp)
+            cache.publish(tmp, path)
+        return path
+
+    def write_checkpoint(self, path: Path) -> None:
+        """Write the checkpoint's files into the (fresh, empty) directory `path`; `save` moves it into place."""
         self.policy.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
-        (path / "agent.json").write_text(json.dumps({"agent": type(self).__name__, "num_steps": self.num_steps, **self.hyperparameters()}, indent=2))
-        return path
+        torch.save(self.training_state(), path / TRAINING_STATE)
+        meta = {"agent": type(self).__name__, "num_steps": self.num_steps, "hyperparameters": self.hyperparameters()}
+        (path / "agent.json").write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path, env: gym.Env | gym.vector.VectorEnv, **overrides: Any) -> Agent:
+        """Rebuild an agent saved with `save` on `env`, so its next `learn` step is the one the saved agent would
+        have taken. `overrides` replace saved hyperparameters or pass what is not saved (`device`, `constraints`;
+        a constraint's own state, e.g. a Lagrange multiplier, starts afresh)."""
+        path = Path(path)
+        if not (path / "agent.json").is_file():
+            raise FileNotFoundError(f"{path} is not an agent checkpoint (no agent.json); make one with agent.save(path)")
+        meta = json.loads((path / "agent.json").read_text())
+        if meta["agent"] != cls.__name__:
+            raise ValueError(f"{path} holds a {meta['agent']} checkpoint; load it with {meta['agent']}.load, not {cls.__name__}.load")
+        agent = cls(env, policy=path, **{**meta["hyperparameters"], **overrides})
+        agent.num_steps = int(meta["num_steps"])
+        agent.restore(path)
+        return agent
+
+    def restore(self, path: Path) -> None:
+        """Read the training state saved beside the policy in `path` (the policy itself is loaded by the constructor)."""
+        self.load_training_state(torch.load(path / TRAINING_STATE, map_location=self.device, weights_only=True))

@@ -1,13 +1,14 @@
 """The artifact cache under $RLFT_GYM_HOME: fingerprinted, hash-checked, built atomically, never half-used."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,28 @@ def write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+@contextlib.contextmanager
+def staging(out: Path) -> Iterator[Path]:
+    """A temporary directory beside `out`, removed on exit whatever happens (so a failure leaves nothing behind)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish(tmp: Path, out: Path) -> None:
+    """Move the finished directory `tmp` to `out`, replacing what was there; `out` is never left half-written."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
 def ensure(directory: Path, config: dict[str, Any], build: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
     """Return the artifact's manifest, building it first if it is absent, stale or corrupt.
 
@@ -76,19 +99,10 @@ def ensure(directory: Path, config: dict[str, Any], build: Callable[[Path], dict
         return json.loads((directory / MANIFEST).read_text())
     if directory.exists():
         log.warning("rebuilding cached artifact: %s", reason)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.build-"))
-    try:
+    with staging(directory) as tmp:
         meta = build(tmp)
         files = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         manifest = {"fingerprint": fp, "config": config, "meta": meta, "files": files}
         write_json(tmp / MANIFEST, manifest)
-        if directory.exists():
-            stale = directory.with_name(f".{directory.name}.stale-{os.getpid()}")
-            os.replace(directory, stale)
-            shutil.rmtree(stale, ignore_errors=True)
-        os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        publish(tmp, directory)
     return manifest

@@ -10,15 +10,13 @@ import contextlib
 import json
 import logging
 import math
-import os
 import random
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rlft_gym import cache
 from rlft_gym.datasets_io import load_table
 from rlft_gym.templates import PAIR_TEMPLATE
 
@@ -271,17 +269,6 @@ def _check_out(out: Path) -> None:
         raise ValueError(f"out={out} exists and is not a checkpoint written by rlft-gym train; remove it or choose another path")
 
 
-@contextlib.contextmanager
-def _staging(out: Path) -> Iterator[Path]:
-    """A temporary directory beside `out`, removed on exit whatever happens (so a failure leaves nothing behind)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _publish(trainer: Trainer, tmp: Path, out: Path, metrics: dict[str, Any]) -> None:
     """Save model, tokenizer and metrics into `tmp`, then swap it in for `out` (main process only)."""
     trainer.save_model(str(tmp))  # every process: gathers sharded weights under DeepSpeed / FSDP
@@ -289,12 +276,7 @@ def _publish(trainer: Trainer, tmp: Path, out: Path, metrics: dict[str, Any]) ->
         return
     (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; the checkpoint stays safetensors + JSON
     (tmp / METRICS).write_text(json.dumps(metrics, indent=2, default=str))
-    old = out.with_name(f".{out.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
+    cache.publish(tmp, out)
     log.info("wrote %s", out)
 
 
@@ -330,7 +312,7 @@ def train_reward_model(base: str | Path, dataset: datasets.Dataset, out: str | P
     _check_out(out)
     if not {"chosen", "rejected"} <= set(dataset.column_names):
         dataset = preference_pairs(dataset)
-    with _quiet(), _staging(out) as tmp:
+    with _quiet(), cache.staging(out) as tmp:
         set_seed(config.seed)  # the score head is freshly initialised
         model, tokenizer = _load(base, num_labels=1)
         max_length = _max_length(model, config.max_length)
@@ -389,7 +371,7 @@ def train_cost_model(base: str | Path, dataset: datasets.Dataset, out: str | Pat
     _check_out(out)
     if not {"text", "label"} <= set(dataset.column_names):
         dataset = classification_rows(dataset, template)
-    with _quiet(), _staging(out) as tmp:
+    with _quiet(), cache.staging(out) as tmp:
         set_seed(config.seed)
         id2label = dict(enumerate(labels))  # label 1 is the positive class: "harmful", or e.g. "helpful"
         model, tokenizer = _load(base, num_labels=2, id2label=id2label, label2id={v: k for k, v in id2label.items()})

@@ -31,3 +31,21 @@ class NaNReward(gym.vector.VectorWrapper):
     def step(self, actions):
         obs, rewards, term, trunc, info = self.env.step(actions)
         return obs, rewards * np.nan, term, trunc, info
+
+
+def assert_resumes(agent, env, path) -> None:
+    """`agent.save(path)` then `type(agent).load(path, env)` takes the same next step as `agent` carrying on."""
+    import torch
+
+    path = agent.save(path)
+    carried_on = Recorder()
+    agent.learn(1, callback=carried_on)
+    loaded = type(agent).load(path, env)
+    assert loaded.num_steps == agent.num_steps - 1
+    resumed = Recorder()
+    loaded.learn(1, callback=resumed)
+    a, b = carried_on.reports[0], resumed.reports[0]
+    assert a.step == b.step == agent.num_steps
+    np.testing.assert_allclose([a.reward, a.cost, a.loss, a.kl], [b.reward, b.cost, b.loss, b.kl], rtol=1e-5, atol=1e-6)
+    for p, q in zip(agent.policy.parameters(), loaded.policy.parameters(), strict=True):
+        torch.testing.assert_close(p, q)

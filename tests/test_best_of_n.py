@@ -8,7 +8,7 @@ import torch
 
 import rlft_gym
 from rlft_gym.agents.best_of_n import BestOfN, best_of_n
-from helpers import Recorder
+from helpers import Recorder, assert_resumes
 
 torch.set_num_threads(1)
 
@@ -105,3 +105,8 @@ def test_agent_on_a_single_env_and_bad_hparams(env):
         BestOfN(env, n=0)
     with pytest.raises(ValueError, match="not a multiple of n=3"):
         BestOfN(rlft_gym.make_vec("RPA-BeaverTails-v0", num_envs=4, max_new_tokens=8), n=3)
+
+
+def test_resume_draws_the_same_next_prompts(world, tmp_path):
+    venv = rlft_gym.make_vec("RPA-BeaverTails-v0", num_envs=8, max_new_tokens=8)
+    assert_resumes(BestOfN(venv, n=4, seed=2).learn(1), venv, tmp_path / "ckpt")

@@ -12,7 +12,7 @@ import torch
 import rlft_gym
 from rlft_gym.agents import GRPO
 from rlft_gym.baselines import CostGatedReward, KLConstraint, VectorCostGatedReward
-from helpers import NaNReward, Recorder
+from helpers import NaNReward, Recorder, assert_resumes
 
 
 def test_vector_grpo_learns_and_reports(world):
@@ -123,6 +123,30 @@ def test_save_roundtrip(world, tmp_path):
     again = GRPO(venv, policy=str(path), group_size=2)
     for a, b in zip(agent.policy.parameters(), again.policy.parameters()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"beta": 0.05, "scale_rewards": "group"}])
+def test_resume_takes_the_same_next_step(world, tmp_path, kwargs):
+    venv = rlft_gym.make_vec("RPA-BeaverTails-v0", num_envs=4, max_new_tokens=8)
+    assert_resumes(GRPO(venv, group_size=2, seed=3, **kwargs).learn(2), venv, tmp_path / "ckpt")
+
+
+def test_load_errors(world, tmp_path):
+    venv = rlft_gym.make_vec("RPA-BeaverTails-v0", num_envs=4, max_new_tokens=8)
+    with pytest.raises(FileNotFoundError, match="not an agent checkpoint"):
+        GRPO.load(tmp_path, venv)
+    agent = GRPO(venv, group_size=2)
+    path = agent.save(tmp_path / "ckpt")
+    from rlft_gym.agents import PPO
+
+    with pytest.raises(ValueError, match="holds a GRPO checkpoint"):
+        PPO.load(path, venv)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="not an agent checkpoint"):
+        agent.save(tmp_path / "notes")
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
+    assert GRPO.load(path, venv, learning_rate=1e-3).learning_rate == 1e-3  # overrides replace saved hyperparameters
 
 
 def test_bf16_autocast_through_accelerate(world):

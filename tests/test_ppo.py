@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 import rlft_gym
 from rlft_gym.agents.ppo import PPO
 from rlft_gym.baselines import KLConstraint
-from helpers import NaNReward, Recorder
+from helpers import NaNReward, Recorder, assert_resumes
 
 torch.set_num_threads(1)
 
@@ -87,3 +87,13 @@ def test_save_writes_policy_and_value_head(world, tmp_path):
     again = PPO(small_venv(4), policy=str(path), mini_batch_size=2)
     for a, b in zip(agent.policy.parameters(), again.policy.parameters()):
         assert torch.equal(a, b)
+
+
+def test_resume_takes_the_same_next_step(world, tmp_path):
+    """The value head, its optimizer moments and the adaptive KL coefficient come back with the policy."""
+    venv = small_venv(4)
+    agent = PPO(venv, mini_batch_size=2, ppo_epochs=2, seed=1).learn(2)
+    assert agent.kl_coef != 0.2
+    assert_resumes(agent, venv, tmp_path / "ckpt")
+    loaded = PPO.load(tmp_path / "ckpt", venv)
+    assert loaded.kl_coef == PPO.load(tmp_path / "ckpt", venv).kl_coef != 0.2
