@@ -19,6 +19,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # Worlds built by tests live in the checkout (git-ignored), never in the user's own $RLFT_GYM_HOME.
     os.environ["RLFT_GYM_HOME"] = str(config.rootpath / ".rlft_gym_test_home")
     os.environ["RLFT_GYM_WORLD_PRESET"] = "tiny"
+    # SB3 makes a log folder for every model (in /tmp unless told): keep them in the git-ignored test home
+    os.environ["SB3_LOGDIR"] = str(config.rootpath / ".rlft_gym_test_home" / "sb3-logs")
 
 
 @pytest.fixture(scope="session")
