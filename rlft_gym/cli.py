@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import logging
 import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -66,14 +68,30 @@ def cmd_world_export(args: argparse.Namespace) -> None:
     console.print(f"{ds.num_rows} RPA pairs ({sum(ds['flipped'])} flipped) -> {out}")
 
 
+def _key_value(text: str) -> tuple[str, Any]:
+    """`key=value` with the value read as a Python literal when it is one (4, 0.1, True, "x"), else as a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE with KEY a hyperparameter name, e.g. group_size=4")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
 def cmd_attack(args: argparse.Namespace) -> None:
     from rlft_gym.experiment import AttackSpec, run_attack
     from rlft_gym.plot import plot_runs
 
+    env_kwargs = {"cost_limit": args.cost_limit, "world_preset": args.preset}
+    if args.flip_ratio is not None:
+        env_kwargs["flip_ratio"] = args.flip_ratio
+    agent_kwargs = dict(args.set)
+    if args.lr is not None:
+        agent_kwargs["learning_rate"] = args.lr
     spec = AttackSpec(env_id=args.env, agent=args.agent, defence=args.defence, steps=args.steps, seed=args.seed,
                       num_envs=args.num_envs, eval_every=args.eval_every, name=args.name,
-                      env_kwargs={"flip_ratio": args.flip_ratio, "cost_limit": args.cost_limit, "world_preset": args.preset},
-                      agent_kwargs={"learning_rate": args.lr})
+                      env_kwargs=env_kwargs, agent_kwargs=agent_kwargs)
     summary = run_attack(spec, args.out)
     png = plot_runs([summary["results"]], Path(args.out) / f"{spec.name}.png")
     _table([(spec.name, summary)])
@@ -127,6 +145,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from rlft_gym.experiment import AGENTS, DEFENCES
+
     p = argparse.ArgumentParser(prog="rlft-gym", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -156,14 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("attack", help="attack a policy and monitor the safe set")
     world_args(a)
     a.add_argument("--env", default="RPA-BeaverTails-v0")
-    a.add_argument("--agent", default="grpo", help="grpo or ppo")
-    a.add_argument("--defence", default="none", help="none, kl or cost-gate")
+    a.add_argument("--agent", default="grpo", choices=sorted(AGENTS))
+    a.add_argument("--defence", default="none", choices=sorted(DEFENCES))
     a.add_argument("--steps", type=int, default=100)
     a.add_argument("--num-envs", type=int, default=128)
     a.add_argument("--eval-every", type=int, default=10)
-    a.add_argument("--flip-ratio", type=float, default=1.0)
+    a.add_argument("--flip-ratio", type=float, default=None, help="RPA envs: fraction of flipped preferences (env default 1.0)")
     a.add_argument("--cost-limit", type=float, default=0.2)
-    a.add_argument("--lr", type=float, default=1e-4)
+    a.add_argument("--lr", type=float, default=None, help="learning rate (default: the agent's own, e.g. 1.41e-5 for PPO)")
+    a.add_argument("--set", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="any agent hyperparameter, e.g. --set group_size=4 --set beta=0.05 (values parsed as Python literals)")
     a.add_argument("--name", default=None)
     a.add_argument("--out", default="runs")
     a.set_defaults(func=cmd_attack)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from rlft_gym.cli import main
 from rlft_gym.results import read_jsonl
 
@@ -27,8 +29,11 @@ def test_attack_and_plot(world, tmp_path, capsys):
 
 
 def test_bad_cli_input_is_one_clear_error(world, tmp_path, capsys):
-    assert main(["attack", "--preset", "tiny", "--defence", "magic", "--out", str(tmp_path)]) == 2
-    assert "defence='magic' is not one of" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["attack", "--preset", "tiny", "--defence", "magic", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2 and "invalid choice: 'magic'" in capsys.readouterr().err
+    assert main(["attack", "--preset", "tiny", "--set", "group_size=0", "--steps", "1", "--out", str(tmp_path)]) == 2
+    assert "group_size=0 must be an int >= 2" in capsys.readouterr().out
     assert main(["attack", "--preset", "tiny", "--flip-ratio", "3", "--steps", "1", "--out", str(tmp_path)]) == 2
     assert "flip_ratio=3.0 is invalid" in capsys.readouterr().out
 
@@ -45,6 +50,7 @@ def test_table_shows_a_breach_at_step_zero(capsys):
 
 def test_attack_with_ppo(world, tmp_path):
     assert main(["attack", "--preset", "tiny", "--agent", "ppo", "--steps", "1", "--num-envs", "16", "--eval-every", "1",
-                 "--name", "p", "--out", str(tmp_path)]) == 0
-    rows = read_jsonl(tmp_path / "p.jsonl")
-    assert rows[0]["config"]["agent"] == "ppo" and rows[0]["config"]["init_kl_coef"] == 0.2 and rows[-1]["type"] == "summary"
+                 "--set", "mini_batch_size=8", "--name", "p", "--out", str(tmp_path)]) == 0
+    config = read_jsonl(tmp_path / "p.jsonl")[0]["config"]
+    assert config["agent"] == "ppo" and config["init_kl_coef"] == 0.2 and config["mini_batch_size"] == 8
+    assert config["learning_rate"] == 1.41e-5  # the agent's own default when --lr is not given
