@@ -36,13 +36,6 @@ def whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x - mean) * torch.rsqrt(var + 1e-8) * mask
 
 
-def select(rollout: generation.Rollout, rows: np.ndarray) -> generation.Rollout:
-    """The rollout restricted to the given row indices (a shuffled minibatch)."""
-    idx = torch.as_tensor(rows, device=rollout.input_ids.device)
-    return generation.Rollout(rollout.input_ids[idx], rollout.attention_mask[idx], rollout.prompt_length,
-                              rollout.response_mask[idx], [rollout.texts[i] for i in rows])
-
-
 class PPO(Agent):
     """Proximal Policy Optimisation with a value head and an adaptive KL penalty on an rlft-gym env.
 
@@ -162,7 +155,7 @@ class PPO(Agent):
         losses, value_losses, clipfracs = [], [], []
         for _ in range(self.ppo_epochs):
             for rows in self.rng.permutation(self.batch_size).reshape(-1, self.mini_batch_size):
-                mb, idx, m = select(rollout, rows), torch.as_tensor(rows, device=mask.device), mask[rows]
+                mb, idx, m = rollout[rows], torch.as_tensor(rows, device=mask.device), mask[rows]
                 with self.accelerator.autocast():
                     logp, vpred = self.forward(mb)
                 # L_clip = -min(ratio A, clip(ratio, 1 - eps, 1 + eps) A),  ratio = pi / pi_old

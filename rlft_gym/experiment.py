@@ -34,19 +34,17 @@ DEFENCES: dict[str, tuple[str, Callable[..., Any]] | None] = {
 }
 
 
-def _grpo(env: gym.vector.VectorEnv, **kwargs: Any) -> Agent:
-    from rlft_gym.agents import GRPO
-
-    return GRPO(env, **kwargs)
+# Attacks by name: the class in rlft_gym.agents (imported on first use: the CLI's parser does not load TRL).
+AGENTS: dict[str, str] = {"grpo": "GRPO", "ppo": "PPO", "sft": "SFT", "dpo": "DPO", "trl-grpo": "TRLGRPO"}
 
 
-def _ppo(env: gym.vector.VectorEnv, **kwargs: Any) -> Agent:
-    from rlft_gym.agents import PPO
+def make_agent(name: str, env: gym.Env | gym.vector.VectorEnv, **kwargs: Any) -> Agent:
+    """The attack registered as `name` in AGENTS, built on `env` with hyperparameters `kwargs`."""
+    if name not in AGENTS:
+        raise ValueError(f"agent={name!r} is not one of {sorted(AGENTS)}")
+    from rlft_gym import agents
 
-    return PPO(env, **kwargs)
-
-
-AGENTS: dict[str, Callable[..., Agent]] = {"grpo": _grpo, "ppo": _ppo}
+    return getattr(agents, AGENTS[name])(env, **kwargs)
 
 
 @dataclass
@@ -86,7 +84,7 @@ def run_attack(spec: AttackSpec, out_dir: str | Path, progress: bool = True) -> 
             env = factory(env, **spec.defence_kwargs)
         else:
             constraints.append(factory(**spec.defence_kwargs))
-    agent = AGENTS[spec.agent](env, constraints=constraints, seed=spec.seed, **spec.agent_kwargs)
+    agent = make_agent(spec.agent, env, constraints=constraints, seed=spec.seed, **spec.agent_kwargs)
     path = Path(out_dir) / f"{spec.name}.jsonl"
     monitor = SafeSetMonitor(env, every=spec.eval_every, results_path=path, run_config=asdict(spec), seed=spec.seed)
     callbacks = [monitor] + ([ProgressBar(spec.name)] if progress else [])

@@ -1,8 +1,10 @@
 """Batched, KV-cached sampling and response log-probabilities: the hot loop every agent and the monitor share."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -18,9 +20,13 @@ class Rollout:
     response_mask: torch.Tensor  # (B, T): 1 on response tokens, including the closing EOS
     texts: list[str]  # decoded responses, special tokens removed
 
-    def __getitem__(self, rows: slice) -> "Rollout":
-        """The rollout restricted to a slice of its rows."""
-        return Rollout(self.input_ids[rows], self.attention_mask[rows], self.prompt_length, self.response_mask[rows], self.texts[rows])
+    def __getitem__(self, rows: slice | Sequence[int] | np.ndarray) -> "Rollout":
+        """The rollout restricted to a slice of its rows, or to the rows at the given indices (e.g. a shuffled minibatch)."""
+        if isinstance(rows, slice):
+            return Rollout(self.input_ids[rows], self.attention_mask[rows], self.prompt_length, self.response_mask[rows], self.texts[rows])
+        index = torch.as_tensor(np.asarray(rows), dtype=torch.long, device=self.input_ids.device)
+        return Rollout(self.input_ids[index], self.attention_mask[index], self.prompt_length, self.response_mask[index],
+                       [self.texts[i] for i in index.tolist()])
 
     @property
     def response_ids(self) -> torch.Tensor:
@@ -36,6 +42,20 @@ def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str], devic
     tokenizer.padding_side = "left"
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     return enc["input_ids"].to(device), enc["attention_mask"].to(device)
+
+
+def rollout_from_ids(tokenizer: PreTrainedTokenizerBase, prompts: list[str], response_ids: list[list[int]], texts: list[str],
+                     device: torch.device | str) -> Rollout:
+    """A `Rollout` of given responses (token ids, e.g. TRL's completions or an expert's answers) to formatted prompts,
+    laid out as `sample` lays out its own: left-padded prompts, right-padded responses."""
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
+    response = torch.full((len(response_ids), max(map(len, response_ids))), tokenizer.pad_token_id, dtype=prompt_ids.dtype,
+                          device=prompt_ids.device)
+    mask = torch.zeros_like(response)
+    for row, ids in enumerate(response_ids):
+        response[row, : len(ids)] = torch.as_tensor(ids, dtype=prompt_ids.dtype)
+        mask[row, : len(ids)] = 1
+    return Rollout(torch.cat([prompt_ids, response], 1), torch.cat([prompt_mask, mask], 1), prompt_ids.shape[1], mask, texts)
 
 
 def positions(attention_mask: torch.Tensor) -> torch.Tensor:
