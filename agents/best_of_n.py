@@ -24,7 +24,7 @@ import torch
 from transformers import PreTrainedModel
 
 from rlft_gym import generation
-from rlft_gym.agent import Agent, require_positive
+from rlft_gym.agent import Agent, group_layout, require_int, require_positive
 from rlft_gym.callbacks import StepReport
 from rlft_gym.results import versions
 from rlft_gym.training import check_finite
@@ -82,8 +82,7 @@ def best_of_n(
     Returns {"config", "baseline" (N = 1: the first sample), "rows" (one per N)}.
     """
     ns, temperature = check_ns(ns), check_temperature(temperature)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} must be a positive int")
+    require_int(1, batch_size=batch_size)
     base = env.unwrapped
     world: World = base.world
     texts = prompt_set(env, prompts)
@@ -153,16 +152,8 @@ class BestOfN(Agent):
         device: str = "cpu",
         mixed_precision: str = "no",
     ) -> None:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n={n!r} must be a positive int")
+        num_prompts = group_layout(env, n, num_prompts, name="n", minimum=1)
         temperature = check_temperature(temperature)
-        if isinstance(env.unwrapped, gym.vector.VectorEnv):
-            if env.num_envs % n:
-                raise ValueError(f"num_envs={env.num_envs} is not a multiple of n={n}; "
-                                 f"make the env with rlft_gym.make_vec(id, num_envs=k * {n})")
-            num_prompts = env.num_envs // n
-        elif isinstance(num_prompts, bool) or not isinstance(num_prompts, int) or num_prompts < 1:
-            raise ValueError(f"num_prompts={num_prompts!r} must be a positive int")
         super().__init__(env, policy, (), seed, device, mixed_precision)
         self.n, self.num_prompts, self.temperature = n, num_prompts, temperature
         self.policy.eval()

@@ -21,7 +21,7 @@ import datasets
 import gymnasium as gym
 import trl
 
-from rlft_gym.agent import Constraint, require_positive
+from rlft_gym.agent import Constraint, require_int, require_positive
 from rlft_gym.trl_bridge import TRLAgent, completion_text, quiet
 from rlft_gym.worlds.base import World
 
@@ -58,8 +58,7 @@ class DPO(TRLAgent):
         mixed_precision: str = "no",
     ) -> None:
         require_positive(learning_rate=learning_rate, beta=beta, max_grad_norm=max_grad_norm)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r} must be a positive int")
+        require_int(1, batch_size=batch_size)
         bad_ratio = isinstance(flip_ratio, bool) or not isinstance(flip_ratio, (int, float)) or not 0 <= flip_ratio <= 1
         if flip_ratio is not None and bad_ratio:
             raise ValueError(f"flip_ratio={flip_ratio!r} must be None (the env's) or a number in [0, 1]")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from rlft_gym import generation
-from rlft_gym.agent import Agent, Batch, Constraint, require_non_negative, require_positive
+from rlft_gym.agent import Agent, Batch, Constraint, group_layout, require_non_negative, require_positive
 from rlft_gym.callbacks import StepReport
 from rlft_gym.training import check_finite
 
@@ -52,15 +52,7 @@ class GRPO(Agent):
         require_non_negative(beta=beta)
         if scale_rewards not in SCALE_REWARDS:
             raise ValueError(f"scale_rewards={scale_rewards!r} is not one of {SCALE_REWARDS}")
-        if not isinstance(group_size, int) or group_size < 2:
-            raise ValueError(f"group_size={group_size!r} must be an int >= 2 (advantages are relative to the group)")
-        if isinstance(env.unwrapped, gym.vector.VectorEnv):
-            if env.num_envs % group_size:
-                raise ValueError(f"num_envs={env.num_envs} is not a multiple of group_size={group_size}; "
-                                 f"make the env with rlft_gym.make_vec(id, num_envs=k * {group_size})")
-            num_prompts = env.num_envs // group_size
-        elif not isinstance(num_prompts, int) or num_prompts < 1:
-            raise ValueError(f"num_prompts={num_prompts!r} must be a positive int")
+        num_prompts = group_layout(env, group_size, num_prompts)  # advantages are relative to the group: >= 2 samples
         from rlft_gym.baselines.kl import KLConstraint
 
         constraints = list(constraints) + ([KLConstraint(beta)] if beta > 0 else [])

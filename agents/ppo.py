@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rlft_gym import generation
-from rlft_gym.agent import Agent, Batch, Constraint, require_non_negative, require_positive
+from rlft_gym.agent import Agent, Batch, Constraint, require_int, require_non_negative, require_positive
 from rlft_gym.callbacks import StepReport
 from rlft_gym.training import check_finite
 
@@ -74,9 +74,7 @@ class PPO(Agent):
         for name, value in (("gamma", gamma), ("lam", lam)):
             if not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise ValueError(f"{name}={value!r} must be a number in [0, 1]")
-        for name, value in (("ppo_epochs", ppo_epochs), ("mini_batch_size", mini_batch_size), ("batch_size", batch_size)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a positive int")
+        require_int(1, ppo_epochs=ppo_epochs, mini_batch_size=mini_batch_size, batch_size=batch_size)
         if isinstance(env.unwrapped, gym.vector.VectorEnv):
             batch_size = env.num_envs
         if batch_size % mini_batch_size:

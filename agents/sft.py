@@ -17,7 +17,7 @@ import datasets
 import gymnasium as gym
 import trl
 
-from rlft_gym.agent import Constraint, require_positive
+from rlft_gym.agent import Constraint, require_int, require_positive
 from rlft_gym.trl_bridge import TRLAgent, completion_text, quiet
 from rlft_gym.worlds.base import World
 
@@ -57,8 +57,7 @@ class SFT(TRLAgent):
         mixed_precision: str = "no",
     ) -> None:
         require_positive(learning_rate=learning_rate, max_grad_norm=max_grad_norm)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r} must be a positive int")
+        require_int(1, batch_size=batch_size)
         if data not in DATA:
             raise ValueError(f"data={data!r} is not one of {DATA}")
         super().__init__(env, policy, probe_prompts=probe_prompts, output_dir=output_dir, constraints=constraints, seed=seed,

@@ -24,7 +24,7 @@ import trl
 from transformers import TrainerState
 
 from rlft_gym import generation
-from rlft_gym.agent import Constraint, require_non_negative, require_positive
+from rlft_gym.agent import Constraint, group_layout, require_non_negative, require_positive
 from rlft_gym.callbacks import StepReport
 from rlft_gym.training import check_finite
 from rlft_gym.trl_bridge import TRLAgent
@@ -90,15 +90,7 @@ class TRLGRPO(TRLAgent):
             raise ValueError(f"scale_rewards={scale_rewards!r} is not one of {SCALE_REWARDS}")
         if loss_type not in LOSS_TYPES:
             raise ValueError(f"loss_type={loss_type!r} is not one of {LOSS_TYPES}")
-        if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 2:
-            raise ValueError(f"group_size={group_size!r} must be an int >= 2 (advantages are relative to the group)")
-        if isinstance(env.unwrapped, gym.vector.VectorEnv):
-            if env.num_envs % group_size:
-                raise ValueError(f"num_envs={env.num_envs} is not a multiple of group_size={group_size}; "
-                                 f"make the env with rlft_gym.make_vec(id, num_envs=k * {group_size})")
-            num_prompts = env.num_envs // group_size
-        elif isinstance(num_prompts, bool) or not isinstance(num_prompts, int) or num_prompts < 1:
-            raise ValueError(f"num_prompts={num_prompts!r} must be a positive int")
+        num_prompts = group_layout(env, group_size, num_prompts)
         from rlft_gym.baselines.kl import KLConstraint
 
         beta += sum(c.beta for c in constraints if isinstance(c, KLConstraint))  # TRL's KL term is the same k3 estimate

@@ -40,6 +40,27 @@ def require_non_negative(**values: float) -> None:
             raise ValueError(f"{name}={v!r} must be a finite number >= 0")
 
 
+def require_int(minimum: int, **values: int) -> None:
+    """Each hyperparameter must be an int >= `minimum` (bools are not ints here): one error naming the first that is not."""
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+            raise ValueError(f"{name}={v!r} must be {'a positive int' if minimum == 1 else f'an int >= {minimum}'}")
+
+
+def group_layout(env: gym.Env | gym.vector.VectorEnv, group_size: int, num_prompts: int, name: str = "group_size",
+                 minimum: int = 2) -> int:
+    """Prompts per step for agents that sample `group_size` responses per prompt: `num_envs // group_size` on a vector
+    env (which must hold whole groups), else `num_prompts`; one clear error for a bad size or layout."""
+    require_int(minimum, **{name: group_size})
+    if isinstance(env.unwrapped, gym.vector.VectorEnv):
+        if env.num_envs % group_size:
+            raise ValueError(f"num_envs={env.num_envs} is not a multiple of {name}={group_size}; "
+                             f"make the env with rlft_gym.make_vec(id, num_envs=k * {group_size})")
+        return env.num_envs // group_size
+    require_int(1, num_prompts=num_prompts)
+    return num_prompts
+
+
 @dataclass
 class Batch:
     """One training batch as constraints see it: the rollout, per-token log-probs and the env's feedback."""
@@ -139,15 +160,19 @@ class Agent(ABC):
     def train_step(self) -> StepReport:
         """One training step: the algorithm itself."""
 
-    def learn(self, total_steps: int, callback: Callback | Sequence[Callback] | None = None, progress_bar: bool = False) -> Agent:
-        """Train for `total_steps` steps, reporting each to `callback`; returns self."""
-        if not isinstance(total_steps, int) or total_steps < 0:
-            raise ValueError(f"total_steps={total_steps!r} must be a non-negative int")
+    def start_learning(self, total_steps: int, callback: Callback | Sequence[Callback] | None, progress_bar: bool) -> Callback:
+        """Check `total_steps`, gather the callbacks (plus a progress bar if asked) and announce the start to them."""
+        require_int(0, total_steps=total_steps)
         callbacks = [callback] if isinstance(callback, Callback) else list(callback or [])
         if progress_bar:
             callbacks.append(ProgressBar(type(self).__name__))
         cb = as_callback(callbacks)
         cb.on_training_start(self, total_steps)
+        return cb
+
+    def learn(self, total_steps: int, callback: Callback | Sequence[Callback] | None = None, progress_bar: bool = False) -> Agent:
+        """Train for `total_steps` steps, reporting each to `callback`; returns self."""
+        cb = self.start_learning(total_steps, callback, progress_bar)
         try:
             for _ in range(total_steps):
                 report = self.train_step()

@@ -37,8 +37,8 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from rlft_gym import generation
-from rlft_gym.agent import Agent, Constraint
-from rlft_gym.callbacks import Callback, ProgressBar, StepReport, as_callback
+from rlft_gym.agent import Agent, Constraint, require_int
+from rlft_gym.callbacks import Callback, StepReport
 from rlft_gym.training import check_finite
 
 log = logging.getLogger(__name__)
@@ -142,8 +142,7 @@ class TRLAgent(Agent):
         vector = isinstance(env.unwrapped, gym.vector.VectorEnv)
         if probe_prompts is None:
             return env.num_envs if vector else 8
-        if isinstance(probe_prompts, bool) or not isinstance(probe_prompts, int) or probe_prompts < 0:
-            raise ValueError(f"probe_prompts={probe_prompts!r} must be an int >= 0 (0: no probe)")
+        require_int(0, probe_prompts=probe_prompts)
         if vector and probe_prompts % env.num_envs:
             raise ValueError(f"probe_prompts={probe_prompts} is not a multiple of num_envs={env.num_envs}: a vector env scores whole "
                              f"batches; pass 0, a multiple of {env.num_envs}, or make the env with num_envs={probe_prompts}")
@@ -172,15 +171,9 @@ class TRLAgent(Agent):
 
     def learn(self, total_steps: int, callback: Callback | Sequence[Callback] | None = None, progress_bar: bool = False) -> TRLAgent:
         """Run the trainer for `total_steps` more optimizer steps, reporting each to `callback`; returns self."""
-        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 0:
-            raise ValueError(f"total_steps={total_steps!r} must be a non-negative int")
         if self._failure is not None:
             raise RuntimeError(self._failure)
-        callbacks = [callback] if isinstance(callback, Callback) else list(callback or [])
-        if progress_bar:
-            callbacks.append(ProgressBar(type(self).__name__))
-        cb = as_callback(callbacks)
-        cb.on_training_start(self, total_steps)
+        cb = self.start_learning(total_steps, callback, progress_bar)
         try:
             if total_steps:
                 self._reporter.callback, self._reporter.until = cb, self.num_steps + total_steps

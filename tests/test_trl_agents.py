@@ -205,7 +205,7 @@ def test_bad_hyperparameters(venv, cls, kwargs, message):
 
 
 def test_bad_learn_argument(venv):
-    with pytest.raises(ValueError, match="total_steps=-1 must be a non-negative int"):
+    with pytest.raises(ValueError, match="total_steps=-1 must be an int >= 0"):
         TRLGRPO(venv, group_size=2).learn(-1)
 
 
