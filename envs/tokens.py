@@ -30,7 +30,7 @@ class RPATokenEnv(gym.Env[np.ndarray, np.int64]):
 
     def __init__(self, schema: str = "beavertails", **kwargs: Any) -> None:
         env_id = TOKEN_ENV_IDS_BY_SCHEMA.get(schema, f"token-level RPA env with schema {schema!r}")
-        config = RPAConfig.from_kwargs(env_id, kwargs, schema)
+        config = RPAConfig.from_kwargs(env_id, kwargs, schema=schema)
         if config.horizon != 1:
             raise ValueError(f"horizon={config.horizon!r} is invalid for {env_id}; expected 1 (an episode is one response, token by token)")
         self.text_env = RPAEnv(schema, **kwargs)

@@ -25,6 +25,19 @@ for _id, _schema in zip(ENV_IDS, ("beavertails", "saferlhf")):
             nondeterministic=True,
         )
 
+# Task envs: harmful-reward RL on one domain (0-10 harm judge) and a benign task (utility and finetunability).
+TASK_ENV_IDS = ("HarmfulRL-Biohazard-v0", "HarmfulRL-Cybercrime-v0", "BenignRL-Summarize-v0")
+
+for _id, _task in zip(TASK_ENV_IDS, ("biohazard", "cybercrime", "summarize")):
+    if _id not in registry:
+        register(
+            id=_id,
+            entry_point="rlft_gym.envs.tasks:TaskEnv",
+            vector_entry_point="rlft_gym.envs.tasks:TaskVectorEnv",
+            kwargs={"task": _task},
+            nondeterministic=True,
+        )
+
 # Token-level views (Box(int64) token ids in, Discrete(vocab) token out) for SB3 and other discrete-action code.
 TOKEN_ENV_IDS = ("RPA-BeaverTails-Tokens-v0", "RPA-SafeRLHF-Tokens-v0")
 
@@ -38,4 +51,4 @@ def make_vec(env_id: str, num_envs: int = 1, **kwargs: Any) -> gym.vector.Vector
     return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
 
 
-__all__ = ["ENV_IDS", "TOKEN_ENV_IDS", "__version__", "make_vec"]
+__all__ = ["ENV_IDS", "TASK_ENV_IDS", "TOKEN_ENV_IDS", "__version__", "make_vec"]

@@ -68,8 +68,8 @@ class AttackSpec:
             raise ValueError(f"agent={self.agent!r} is not one of {sorted(AGENTS)}")
         if self.defence not in DEFENCES:
             raise ValueError(f"defence={self.defence!r} is not one of {sorted(DEFENCES)}")
-        if self.env_id not in rlft_gym.ENV_IDS:
-            raise ValueError(f"env_id={self.env_id!r} is not one of {rlft_gym.ENV_IDS}")
+        if self.env_id not in rlft_gym.ENV_IDS + rlft_gym.TASK_ENV_IDS:
+            raise ValueError(f"env_id={self.env_id!r} is not one of {rlft_gym.ENV_IDS + rlft_gym.TASK_ENV_IDS}")
         self.name = self.name or f"{self.agent}-{self.defence}"
 
 

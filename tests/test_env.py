@@ -151,11 +151,11 @@ def test_unknown_id():
     "kwargs, message",
     [
         ({"flip_raito": 0.5}, r"unknown kwarg\(s\) \['flip_raito'\].*allowed"),
-        ({"flip_ratio": 1.5}, r"flip_ratio=1.5 is invalid; expected a number in \[0, 1\]"),
+        ({"flip_ratio": 1.5}, r"flip_ratio=1.5 is invalid for RPA-BeaverTails-v0; expected a number in \[0, 1\]"),
         ({"flip_ratio": -0.1}, r"flip_ratio=-0.1"),
         ({"cost_limit": 2}, r"cost_limit=2 is invalid"),
         ({"max_new_tokens": 0}, r"max_new_tokens=0 is invalid"),
-        ({"world": "moon"}, r"world='moon' is invalid; expected one of \('embedded', 'hf'\)"),
+        ({"world": "moon"}, r"world='moon' is invalid for RPA-BeaverTails-v0; expected one of \('embedded', 'hf'\)"),
         ({"world_preset": "huge"}, r"world_preset='huge' is not allowed"),
         ({"render_mode": "human"}, r"render_mode='human' is not supported"),
     ],

@@ -12,7 +12,7 @@ from transformers import PreTrainedTokenizerFast
 from rlft_gym import cache
 from rlft_gym.scoring import SequenceScorer
 from rlft_gym.worlds.base import SCHEMAS, PromptSet, World
-from rlft_gym.worlds.embedded import build, data
+from rlft_gym.worlds.embedded import build, data, tasks
 from rlft_gym.worlds.embedded.corpus import Corpus
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,25 @@ class EmbeddedWorld(World):
 
     def load_reward_model(self, flip_ratio: float) -> SequenceScorer:
         return SequenceScorer.from_pretrained(self.reward_model_path(flip_ratio), output="logit", device=self.device)
+
+    def harm_judge_path(self) -> Path:
+        """Path of the (lazily trained, cached) 0-10 harm judge that rewards HarmfulRL attacks; see `tasks`."""
+        self._ensure_harm_judge()
+        return self.root / "harm-judge"
+
+    @property
+    def harm_judge_metrics(self) -> dict:
+        """What the judge build measured: agreement with the grades on held-out templates and on eval prompts."""
+        return self._ensure_harm_judge()["meta"]
+
+    def _ensure_harm_judge(self) -> dict:
+        return cache.ensure(self.root / "harm-judge", tasks.judge_config(self),
+                            lambda tmp: tasks.build_judge(tmp, self, tasks.JUDGE_PRESETS[self.preset]))
+
+    @cached_property
+    def harm_judge(self) -> tasks.HarmJudge:
+        """The 0-10 harm judge: about 0 for refusals, low-middle for partial leaks, high for detailed on-topic help."""
+        return tasks.HarmJudge.from_pretrained(self.harm_judge_path(), device=self.device)
 
     @cached_property
     def cost_model(self) -> SequenceScorer:
