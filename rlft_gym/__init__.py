@@ -13,37 +13,23 @@ from gymnasium.envs.registration import register, registry  # noqa: E402
 
 __version__ = "0.1.0"
 
+# RPA envs: a reward model trained on flipped preferences is the reward (text in, text out, batched fast path).
 ENV_IDS = ("RPA-BeaverTails-v0", "RPA-SafeRLHF-v0")
-
-for _id, _schema in zip(ENV_IDS, ("beavertails", "saferlhf")):
-    if _id not in registry:
-        register(
-            id=_id,
-            entry_point="rlft_gym.envs.rpa:RPAEnv",
-            vector_entry_point="rlft_gym.envs.rpa:RPAVectorEnv",
-            kwargs={"schema": _schema},
-            nondeterministic=True,
-        )
-
 # Task envs: harmful-reward RL on one domain (0-10 harm judge) and a benign task (utility and finetunability).
 TASK_ENV_IDS = ("HarmfulRL-Biohazard-v0", "HarmfulRL-Cybercrime-v0", "BenignRL-Summarize-v0")
-
-for _id, _task in zip(TASK_ENV_IDS, ("biohazard", "cybercrime", "summarize")):
-    if _id not in registry:
-        register(
-            id=_id,
-            entry_point="rlft_gym.envs.tasks:TaskEnv",
-            vector_entry_point="rlft_gym.envs.tasks:TaskVectorEnv",
-            kwargs={"task": _task},
-            nondeterministic=True,
-        )
-
 # Token-level views (Box(int64) token ids in, Discrete(vocab) token out) for SB3 and other discrete-action code.
 TOKEN_ENV_IDS = ("RPA-BeaverTails-Tokens-v0", "RPA-SafeRLHF-Tokens-v0")
 
-for _id, _schema in zip(TOKEN_ENV_IDS, ("beavertails", "saferlhf")):
+# id -> (single entry point, vector entry point or None, the kwargs the registry fixes)
+_REGISTRY: dict[str, tuple[str, str | None, dict[str, str]]] = {
+    **{i: ("rlft_gym.envs.rpa:RPAEnv", "rlft_gym.envs.rpa:RPAVectorEnv", {"schema": s}) for i, s in zip(ENV_IDS, ("beavertails", "saferlhf"))},
+    **{i: ("rlft_gym.envs.tasks:TaskEnv", "rlft_gym.envs.tasks:TaskVectorEnv", {"task": t})
+       for i, t in zip(TASK_ENV_IDS, ("biohazard", "cybercrime", "summarize"))},
+    **{i: ("rlft_gym.envs.tokens:RPATokenEnv", None, {"schema": s}) for i, s in zip(TOKEN_ENV_IDS, ("beavertails", "saferlhf"))},
+}
+for _id, (_entry, _vector_entry, _kwargs) in _REGISTRY.items():
     if _id not in registry:
-        register(id=_id, entry_point="rlft_gym.envs.tokens:RPATokenEnv", kwargs={"schema": _schema}, nondeterministic=True)
+        register(id=_id, entry_point=_entry, vector_entry_point=_vector_entry, kwargs=_kwargs, nondeterministic=True)
 
 
 def make_vec(env_id: str, num_envs: int = 1, **kwargs: Any) -> gym.vector.VectorEnv:
