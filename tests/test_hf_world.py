@@ -10,6 +10,7 @@ import rlft_gym
 from rlft_gym.agents import GRPO
 from rlft_gym.monitor import SafeSetMonitor
 from hf_fixtures import write_dataset, write_models
+from helpers import assert_resumes
 
 torch.set_num_threads(1)
 
@@ -74,6 +75,15 @@ def test_lora_policy_trains_only_adapters(models, data):
     trainable = [n for n, p in agent.policy.named_parameters() if p.requires_grad]
     assert trainable and all("lora" in n for n in trainable)
     agent.learn(1)
+
+
+def test_lora_agent_resumes_exactly(models, data, tmp_path):
+    """A LoRA checkpoint holds only the adapter; loading it puts it back on the world's policy, trainable."""
+    venv = rlft_gym.make_vec("RPA-BeaverTails-v0", num_envs=4, **hf_kwargs(models, data, "beavertails", lora={"r": 4, "lora_alpha": 8, "target_modules": ["c_attn"]}))
+    agent = GRPO(venv, group_size=2, seed=1).learn(1)
+    assert_resumes(agent, venv, tmp_path / "ckpt")
+    loaded = GRPO.load(tmp_path / "ckpt", venv)
+    assert [n for n, p in loaded.policy.named_parameters() if p.requires_grad] == [n for n, p in agent.policy.named_parameters() if p.requires_grad]
 
 
 # --- misconfiguration: one actionable error each ---------------------------------------------------------------

@@ -209,8 +209,15 @@ class HFWorld(World):
         return FALLBACK_TEMPLATE.format(prompt=prompt)
 
     def load_policy(self, path: str | Path | None = None, device: str | None = None) -> PreTrainedModel:
-        """The policy under attack in the world's dtype, wrapped in a LoRA adapter (peft) when `lora` is set."""
-        model = from_pretrained(AutoModelForCausalLM, str(path or self.policy_path), "policy", dtype=self.dtype).to(device or self.device)
+        """The policy under attack in the world's dtype, wrapped in a LoRA adapter (peft) when `lora` is set; a saved
+        adapter (an agent checkpoint of a LoRA policy) is loaded onto the world's policy, trainable, not wrapped again."""
+        adapter = path is not None and (Path(path) / "adapter_config.json").is_file()
+        model = from_pretrained(AutoModelForCausalLM, str(self.policy_path if adapter else path or self.policy_path), "policy",
+                                dtype=self.dtype).to(device or self.device)
+        if adapter:
+            from peft import PeftModel
+
+            return PeftModel.from_pretrained(model, str(path), is_trainable=True)
         if self.lora:
             from peft import LoraConfig, get_peft_model
 
