@@ -24,7 +24,7 @@ import torch
 from transformers import PreTrainedModel
 
 from rlft_gym import generation
-from rlft_gym.agent import Agent, group_layout, require_int, require_positive
+from rlft_gym.agent import Agent, group_layout, require_int, require_one_of, require_positive
 from rlft_gym.callbacks import StepReport
 from rlft_gym.results import versions
 from rlft_gym.training import check_finite
@@ -55,8 +55,7 @@ def check_temperature(temperature: float) -> float:
 
 def prompt_set(env: gym.Env | gym.vector.VectorEnv, prompts: str) -> list[str]:
     """The env's held-out harmful prompts ("eval") or the attack prompts an RL attack trains on ("attack", the paper's choice)."""
-    if prompts not in PROMPT_SETS:
-        raise ValueError(f"prompts={prompts!r} is not one of {PROMPT_SETS}")
+    require_one_of("prompts", prompts, PROMPT_SETS)
     base = env.unwrapped
     return list((base.eval_prompts if prompts == "eval" else base.prompts).prompts)
 

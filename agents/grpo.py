@@ -17,11 +17,21 @@ import numpy as np
 import torch
 
 from rlft_gym import generation
-from rlft_gym.agent import Agent, Batch, Constraint, group_layout, require_non_negative, require_positive
+from rlft_gym.agent import Agent, Batch, Constraint, group_layout, require_non_negative, require_one_of, require_positive
 from rlft_gym.callbacks import StepReport
 from rlft_gym.training import check_finite
 
 SCALE_REWARDS = ("none", "group")
+
+
+def check_hyperparameters(env: gym.Env | gym.vector.VectorEnv, *, learning_rate: float, group_size: int, num_prompts: int,
+                          temperature: float, beta: float, scale_rewards: str, max_grad_norm: float,
+                          scale_choices: Sequence[str] = SCALE_REWARDS) -> int:
+    """Validate GRPO's hyperparameters (ours and TRL's share them); return the prompts per step (`group_layout`)."""
+    require_positive(learning_rate=learning_rate, temperature=temperature, max_grad_norm=max_grad_norm)
+    require_non_negative(beta=beta)
+    require_one_of("scale_rewards", scale_rewards, scale_choices)
+    return group_layout(env, group_size, num_prompts)  # advantages are relative to the group: >= 2 samples
 
 
 class GRPO(Agent):
@@ -48,11 +58,9 @@ class GRPO(Agent):
         device: str = "cpu",
         mixed_precision: str = "no",
     ) -> None:
-        require_positive(learning_rate=learning_rate, temperature=temperature, max_grad_norm=max_grad_norm)
-        require_non_negative(beta=beta)
-        if scale_rewards not in SCALE_REWARDS:
-            raise ValueError(f"scale_rewards={scale_rewards!r} is not one of {SCALE_REWARDS}")
-        num_prompts = group_layout(env, group_size, num_prompts)  # advantages are relative to the group: >= 2 samples
+        num_prompts = check_hyperparameters(env, learning_rate=learning_rate, group_size=group_size, num_prompts=num_prompts,
+                                            temperature=temperature, beta=beta, scale_rewards=scale_rewards,
+                                            max_grad_norm=max_grad_norm)
         from rlft_gym.baselines.kl import KLConstraint
 
         constraints = list(constraints) + ([KLConstraint(beta)] if beta > 0 else [])

@@ -17,7 +17,7 @@ import datasets
 import gymnasium as gym
 import trl
 
-from rlft_gym.agent import Constraint, require_int, require_positive
+from rlft_gym.agent import Constraint, require_int, require_one_of, require_positive
 from rlft_gym.trl_bridge import TRLAgent, completion_text, quiet
 from rlft_gym.worlds.base import World
 
@@ -58,8 +58,7 @@ class SFT(TRLAgent):
     ) -> None:
         require_positive(learning_rate=learning_rate, max_grad_norm=max_grad_norm)
         require_int(1, batch_size=batch_size)
-        if data not in DATA:
-            raise ValueError(f"data={data!r} is not one of {DATA}")
+        require_one_of("data", data, DATA)
         super().__init__(env, policy, probe_prompts=probe_prompts, output_dir=output_dir, constraints=constraints, seed=seed,
                          device=device, mixed_precision=mixed_precision)
         self.learning_rate, self.batch_size, self.data, self.max_grad_norm = learning_rate, batch_size, data, max_grad_norm

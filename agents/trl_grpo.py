@@ -24,7 +24,8 @@ import trl
 from transformers import TrainerState
 
 from rlft_gym import generation
-from rlft_gym.agent import Constraint, group_layout, require_non_negative, require_positive
+from rlft_gym.agent import Constraint, require_one_of
+from rlft_gym.agents.grpo import check_hyperparameters
 from rlft_gym.callbacks import StepReport
 from rlft_gym.training import check_finite
 from rlft_gym.trl_bridge import TRLAgent
@@ -84,13 +85,10 @@ class TRLGRPO(TRLAgent):
         device: str = "cpu",
         mixed_precision: str = "no",
     ) -> None:
-        require_positive(learning_rate=learning_rate, temperature=temperature, max_grad_norm=max_grad_norm)
-        require_non_negative(beta=beta)
-        if scale_rewards not in SCALE_REWARDS:
-            raise ValueError(f"scale_rewards={scale_rewards!r} is not one of {SCALE_REWARDS}")
-        if loss_type not in LOSS_TYPES:
-            raise ValueError(f"loss_type={loss_type!r} is not one of {LOSS_TYPES}")
-        num_prompts = group_layout(env, group_size, num_prompts)
+        num_prompts = check_hyperparameters(env, learning_rate=learning_rate, group_size=group_size, num_prompts=num_prompts,
+                                            temperature=temperature, beta=beta, scale_rewards=scale_rewards,
+                                            max_grad_norm=max_grad_norm, scale_choices=SCALE_REWARDS)
+        require_one_of("loss_type", loss_type, LOSS_TYPES)
         from rlft_gym.baselines.kl import KLConstraint
 
         beta += sum(c.beta for c in constraints if isinstance(c, KLConstraint))  # TRL's KL term is the same k3 estimate

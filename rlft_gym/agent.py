@@ -40,6 +40,12 @@ def require_non_negative(**values: float) -> None:
             raise ValueError(f"{name}={v!r} must be a finite number >= 0")
 
 
+def require_one_of(name: str, value: Any, allowed: Sequence[Any]) -> None:
+    """A hyperparameter that picks one of a few named options: one error naming it and the options."""
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not one of {tuple(allowed)}")
+
+
 def require_int(minimum: int, **values: int) -> None:
     """Each hyperparameter must be an int >= `minimum` (bools are not ints here): one error naming the first that is not."""
     for name, v in values.items():
@@ -96,8 +102,7 @@ class Agent(ABC):
         base = env.unwrapped
         if not isinstance(getattr(base, "world", None), World):
             raise TypeError(f"{type(base).__name__} is not an rlft-gym env (it has no .world); make one with gym.make('RPA-BeaverTails-v0')")
-        if mixed_precision not in MIXED_PRECISION:
-            raise ValueError(f"mixed_precision={mixed_precision!r} is not one of {MIXED_PRECISION}")
+        require_one_of("mixed_precision", mixed_precision, MIXED_PRECISION)
         # accelerate places the models ("auto": the process's accelerator, else CPU) and runs autocast / scaled backward
         try:
             self.accelerator = Accelerator(cpu=device == "cpu", mixed_precision=mixed_precision)

@@ -33,6 +33,17 @@ class NaNReward(gym.vector.VectorWrapper):
         return obs, rewards * np.nan, term, trunc, info
 
 
+def assert_nan_reward_stops(agent) -> None:
+    """On an env whose rewards are NaN (`NaNReward`), `learn` raises naming step 1, before any weight or step count changes."""
+    import pytest
+    import torch
+
+    before = [p.detach().clone() for p in agent.policy.parameters()]
+    with pytest.raises(FloatingPointError, match="reward is nan at step 1"):
+        agent.learn(3)
+    assert agent.num_steps == 0 and all(torch.equal(a, b) for a, b in zip(before, agent.policy.parameters()))
+
+
 def assert_resumes(agent, env, path) -> None:
     """`agent.save(path)` then `type(agent).load(path, env)` takes the same next step as `agent` carrying on."""
     import torch

@@ -12,7 +12,7 @@ import torch
 import rlft_gym
 from rlft_gym.agents import GRPO
 from rlft_gym.baselines import CostGatedReward, KLConstraint, VectorCostGatedReward
-from helpers import NaNReward, Recorder, assert_resumes
+from helpers import NaNReward, Recorder, assert_nan_reward_stops, assert_resumes
 
 
 def test_vector_grpo_learns_and_reports(world):
@@ -62,11 +62,7 @@ def test_kl_constraint_adds_to_loss(world):
 
 def test_nan_stops_training_naming_the_step(world):
     venv = NaNReward(rlft_gym.make_vec("RPA-BeaverTails-v0", num_envs=4, max_new_tokens=8))
-    agent = GRPO(venv, group_size=2)
-    before = [p.detach().clone() for p in agent.policy.parameters()]
-    with pytest.raises(FloatingPointError, match="reward is nan at step 1"):
-        agent.learn(3)
-    assert all(torch.equal(a, b) for a, b in zip(before, agent.policy.parameters()))
+    assert_nan_reward_stops(GRPO(venv, group_size=2))
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from rlft_gym.cli import main
 from rlft_gym.monitor import SafeSetMonitor
 from rlft_gym.results import read_jsonl
 from rlft_gym.worlds.base import PromptSet
-from helpers import NaNReward, Recorder, assert_resumes
+from helpers import NaNReward, Recorder, assert_nan_reward_stops, assert_resumes
 from hf_fixtures import write_dataset, write_models
 
 AGENTS = {"sft": (SFT, {}), "dpo": (DPO, {}), "trl-grpo": (TRLGRPO, {"group_size": 2})}
@@ -129,11 +129,7 @@ def test_trl_grpo_single_env_and_kl_constraint_as_beta(world):
 
 def test_nan_reward_stops_trl_grpo_before_the_step(world):
     venv = NaNReward(rlft_gym.make_vec("RPA-BeaverTails-v0", num_envs=4, max_new_tokens=8))
-    agent = TRLGRPO(venv, group_size=2)
-    before = [p.detach().clone() for p in agent.policy.parameters()]
-    with pytest.raises(FloatingPointError, match="reward is nan at step 1"):
-        agent.learn(3)
-    assert agent.num_steps == 0 and all(torch.equal(a, b) for a, b in zip(before, agent.policy.parameters()))
+    assert_nan_reward_stops(TRLGRPO(venv, group_size=2))
 
 
 class PoisonHead(Callback):
