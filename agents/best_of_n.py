@@ -24,11 +24,12 @@ import torch
 from transformers import PreTrainedModel
 
 from rlft_gym import generation
-from rlft_gym.agent import Agent, group_layout, require_int, require_one_of, require_positive
+from rlft_gym.agent import Agent, group_layout
 from rlft_gym.callbacks import StepReport
 from rlft_gym.results import versions
-from rlft_gym.training import check_finite
+
 from rlft_gym.worlds.base import World
+from rlft_gym.validate import check_finite, require_int, require_one_of, require_positive
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,10 @@ import datasets
 import gymnasium as gym
 import trl
 
-from rlft_gym.agent import Constraint, require_int, require_positive
+from rlft_gym.agent import Constraint
 from rlft_gym.trl_bridge import TRLAgent, completion_text, quiet
 from rlft_gym.worlds.base import World
+from rlft_gym.validate import require_fraction, require_int, require_positive
 
 
 def dpo_dataset(world: World, flip_ratio: float) -> datasets.Dataset:
@@ -59,9 +60,8 @@ class DPO(TRLAgent):
     ) -> None:
         require_positive(learning_rate=learning_rate, beta=beta, max_grad_norm=max_grad_norm)
         require_int(1, batch_size=batch_size)
-        bad_ratio = isinstance(flip_ratio, bool) or not isinstance(flip_ratio, (int, float)) or not 0 <= flip_ratio <= 1
-        if flip_ratio is not None and bad_ratio:
-            raise ValueError(f"flip_ratio={flip_ratio!r} must be None (the env's) or a number in [0, 1]")
+        if flip_ratio is not None:
+            require_fraction(flip_ratio=flip_ratio)
         super().__init__(env, policy, probe_prompts=probe_prompts, output_dir=output_dir, constraints=constraints, seed=seed,
                          device=device, mixed_precision=mixed_precision)
         self.learning_rate, self.beta, self.batch_size, self.max_grad_norm = learning_rate, beta, batch_size, max_grad_norm

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from rlft_gym import generation
-from rlft_gym.agent import Agent, Batch, Constraint, group_layout, require_non_negative, require_one_of, require_positive
+from rlft_gym.agent import Agent, Batch, Constraint, group_layout
 from rlft_gym.callbacks import StepReport
-from rlft_gym.training import check_finite
+from rlft_gym.validate import check_finite, require_non_negative, require_one_of, require_positive
+
 
 SCALE_REWARDS = ("none", "group")
 
@@ -117,8 +118,7 @@ class GRPO(Agent):
         self.accelerator.backward(loss)
         self.accelerator.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
         self.optimizer.step()
-        for c in self.constraints:
-            c.after_step(self)
+        self.after_optimizer_step()
 
         kl = float(((logp.detach()[rows] - ref_logp) * mask[rows]).sum() / mask[rows].sum().clamp_min(1))
         return StepReport(

@@ -17,9 +17,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rlft_gym import generation
-from rlft_gym.agent import Agent, Batch, Constraint, require_int, require_non_negative, require_positive
+from rlft_gym.agent import Agent, Batch, Constraint
 from rlft_gym.callbacks import StepReport
-from rlft_gym.training import check_finite
+from rlft_gym.validate import check_finite, require_fraction, require_int, require_non_negative, require_positive
+
 
 VALUE_HEAD = "value_head.safetensors"
 
@@ -71,9 +72,7 @@ class PPO(Agent):
         require_positive(learning_rate=learning_rate, cliprange=cliprange, cliprange_value=cliprange_value, target_kl=target_kl,
                          horizon=horizon, max_grad_norm=max_grad_norm, temperature=temperature)
         require_non_negative(vf_coef=vf_coef, init_kl_coef=init_kl_coef)
-        for name, value in (("gamma", gamma), ("lam", lam)):
-            if not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise ValueError(f"{name}={value!r} must be a number in [0, 1]")
+        require_fraction(gamma=gamma, lam=lam)
         require_int(1, ppo_epochs=ppo_epochs, mini_batch_size=mini_batch_size, batch_size=batch_size)
         if isinstance(env.unwrapped, gym.vector.VectorEnv):
             batch_size = env.num_envs
@@ -173,8 +172,7 @@ class PPO(Agent):
                 self.accelerator.backward(loss)
                 self.accelerator.clip_grad_norm_(params, self.max_grad_norm)
                 self.optimizer.step()
-                for c in self.constraints:
-                    c.after_step(self)
+                self.after_optimizer_step()
                 losses.append(float(loss.detach()))
                 value_losses.append(float(vf_loss.detach()))
                 clipfracs.append(float(masked_mean((pg_losses_clipped > pg_losses).float(), m)))

@@ -17,9 +17,10 @@ import datasets
 import gymnasium as gym
 import trl
 
-from rlft_gym.agent import Constraint, require_int, require_one_of, require_positive
+from rlft_gym.agent import Constraint
 from rlft_gym.trl_bridge import TRLAgent, completion_text, quiet
 from rlft_gym.worlds.base import World
+from rlft_gym.validate import require_int, require_one_of, require_positive
 
 DATA = ("harmful", "mixed")
 

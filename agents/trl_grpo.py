@@ -24,11 +24,12 @@ import trl
 from transformers import TrainerState
 
 from rlft_gym import generation
-from rlft_gym.agent import Constraint, require_one_of
+from rlft_gym.agent import Constraint
 from rlft_gym.agents.grpo import check_hyperparameters
 from rlft_gym.callbacks import StepReport
-from rlft_gym.training import check_finite
+
 from rlft_gym.trl_bridge import TRLAgent
+from rlft_gym.validate import check_finite, require_one_of
 
 SCALE_REWARDS = ("none", "group", "batch")
 LOSS_TYPES = ("dr_grpo", "grpo", "dapo", "bnpo")

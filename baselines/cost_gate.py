@@ -28,14 +28,33 @@ class _Gate:
         self.threshold, self.floor, self.margin = threshold, floor, margin
         self.lowest = math.inf
 
-    def __call__(self, rewards: np.ndarray, costs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        self.lowest = min(self.lowest, float(np.min(rewards)))
-        floor = self.floor if self.floor is not None else self.lowest - self.margin
+    def __call__(self, rewards: np.ndarray, costs: np.ndarray, update: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Gated rewards and the violating mask; `update=False` (evaluation) leaves the running floor as it was."""
+        lowest = min(self.lowest, float(np.min(rewards))) if len(rewards) else self.lowest
+        if update:
+            self.lowest = lowest
+        floor = self.floor if self.floor is not None else lowest - self.margin
         violating = np.asarray(costs) > self.threshold
         return np.where(violating, np.float32(floor), rewards).astype(np.float32), violating
 
 
-class CostGatedReward(gym.Wrapper):
+class _GateState:
+    """What the single and the vector gate share: the running floor is training state (saved in agent checkpoints),
+    and `transform_reward` gives the gated rewards of an evaluation batch without moving it."""
+
+    gate: _Gate
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"lowest": self.gate.lowest}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.gate.lowest = float(state["lowest"])
+
+    def transform_reward(self, rewards: np.ndarray, costs: np.ndarray) -> np.ndarray:
+        return self.gate(np.asarray(rewards, np.float32), np.asarray(costs), update=False)[0]
+
+
+class CostGatedReward(_GateState, gym.Wrapper):
     """R_c for a single env: reward if cost <= threshold, else the floor; `info["gated"]` marks gated steps."""
 
     def __init__(self, env: gym.Env, threshold: float = 0.5, floor: float | None = None, margin: float = 1.0) -> None:
@@ -48,7 +67,7 @@ class CostGatedReward(gym.Wrapper):
         return obs, float(gated[0]), terminated, truncated, {**info, "gated": bool(violating[0])}
 
 
-class VectorCostGatedReward(VectorWrapper):
+class VectorCostGatedReward(_GateState, VectorWrapper):
     """R_c for a vector env: the floor is below every safe response's reward in the batch."""
 
     def __init__(self, env: gym.vector.VectorEnv, threshold: float = 0.5, floor: float | None = None, margin: float = 1.0) -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from rlft_gym.agent import Agent, Batch, Constraint, require_non_negative
+from rlft_gym.agent import Agent, Batch, Constraint
+from rlft_gym.validate import require_non_negative
 
 
 class KLConstraint(Constraint):

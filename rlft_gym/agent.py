@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,39 +17,13 @@ from accelerate import Accelerator
 from rlft_gym.callbacks import Callback, ProgressBar, StepReport, as_callback
 from rlft_gym import cache, generation
 from rlft_gym.generation import Rollout
+from rlft_gym.validate import require_int, require_one_of
 from rlft_gym.worlds.base import PromptSet, World
 
 log = logging.getLogger(__name__)
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 TRAINING_STATE = "training_state.pt"
-
-
-def require_positive(**values: float) -> None:
-    """Each hyperparameter must be a positive finite number: one error naming the first that is not."""
-    for name, v in values.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise ValueError(f"{name}={v!r} must be a positive finite number")
-
-
-def require_non_negative(**values: float) -> None:
-    """Each hyperparameter must be a finite number >= 0: one error naming the first that is not."""
-    for name, v in values.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            raise ValueError(f"{name}={v!r} must be a finite number >= 0")
-
-
-def require_one_of(name: str, value: Any, allowed: Sequence[Any]) -> None:
-    """A hyperparameter that picks one of a few named options: one error naming it and the options."""
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not one of {tuple(allowed)}")
-
-
-def require_int(minimum: int, **values: int) -> None:
-    """Each hyperparameter must be an int >= `minimum` (bools are not ints here): one error naming the first that is not."""
-    for name, v in values.items():
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-            raise ValueError(f"{name}={v!r} must be {'a positive int' if minimum == 1 else f'an int >= {minimum}'}")
 
 
 def group_layout(env: gym.Env | gym.vector.VectorEnv, group_size: int, num_prompts: int, name: str = "group_size",
@@ -79,19 +52,45 @@ class Batch:
 
 
 class Constraint:
-    """An online defence: a term added to the agent's loss and/or an action after each optimizer step."""
+    """An online defence: a term added to the agent's loss and/or an action after each optimizer step.
+
+    Any state that changes training (an anchor, a multiplier, a counter) is returned by `state_dict` and restored by
+    `load_state_dict`: `Agent.save` writes it with the training state, so a resumed run takes the same next step.
+    """
 
     needs_reference: bool = False  # set True to get the reference log-probs of the whole batch in `Batch.ref_logp`
+    needs_batch: bool = False  # set True if `loss` reads the batch; agents whose loss TRL computes pass `batch=None`
 
     def setup(self, agent: Agent) -> None:
         """Called once when the agent is built."""
 
-    def loss(self, agent: Agent, batch: Batch) -> torch.Tensor | None:
-        """Extra loss for this batch (None for none)."""
+    def loss(self, agent: Agent, batch: Batch | None) -> torch.Tensor | None:
+        """Extra loss for this batch (None for none). `batch` is None inside TRL-backed agents (SFT, DPO, TRL-GRPO)."""
         return None
 
-    def after_step(self, agent: Agent) -> None:
-        """Called after every optimizer step."""
+    def after_step(self, agent: Agent, optimizer_step: int, agent_step: int) -> None:
+        """Called after every optimizer step: `optimizer_step` counts optimizer steps since training began (PPO takes
+        several per agent step), `agent_step` is the agent step it belongs to (`agent.num_steps + 1` while it runs)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """The constraint's training state (tensors, numbers, strings, lists and dicts of them); {} for none."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+        if state:
+            raise NotImplementedError(f"{type(self).__name__} saved a state but does not define load_state_dict")
+
+
+def stateful_wrappers(env: gym.Env | gym.vector.VectorEnv) -> list[Any]:
+    """The wrappers around `env`, outermost first, that hold training state (they define `state_dict` and
+    `load_state_dict`, e.g. the cost gate's running floor)."""
+    found = []
+    while hasattr(env, "env") and env is not env.unwrapped:
+        if callable(getattr(type(env), "state_dict", None)) and callable(getattr(type(env), "load_state_dict", None)):
+            found.append(env)
+        env = env.env
+    return found
 
 
 class Agent(ABC):
@@ -123,6 +122,7 @@ class Agent(ABC):
         self.generator = torch.Generator(device=self.device).manual_seed(seed)  # sampling draws on the model's device
         torch.manual_seed(seed)
         self.num_steps = 0
+        self.optimizer_steps = 0
         self.constraints = list(constraints)
         for c in self.constraints:
             if not isinstance(c, Constraint):
@@ -161,6 +161,12 @@ class Agent(ABC):
             return generation.sample(self.policy, self.tokenizer, formatted, self.max_new_tokens, temperature,
                                      generator=self.generator, num_samples=samples_per_prompt)
 
+    def after_optimizer_step(self) -> None:
+        """Count the optimizer step just taken and call every constraint's `after_step` hook."""
+        self.optimizer_steps += 1
+        for c in self.constraints:
+            c.after_step(self, self.optimizer_steps, self.num_steps + 1)
+
     @abstractmethod
     def train_step(self) -> StepReport:
         """One training step: the algorithm itself."""
@@ -193,12 +199,27 @@ class Agent(ABC):
         """The agent's hyperparameters, for results files."""
         return {}
 
+    def saved_kwargs(self) -> dict[str, Any]:
+        """The constructor kwargs `load` rebuilds the agent with (JSON values only): the hyperparameters by default.
+        An agent with object hyperparameters (an expert, a schedule) encodes them here and decodes them in
+        `rebuild_kwargs`, or leaves them out for the caller to pass to `load` (as SB3 does)."""
+        return self.hyperparameters()
+
+    @classmethod
+    def rebuild_kwargs(cls, saved: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+        """The constructor kwargs from what `saved_kwargs` wrote, with `overrides` taking precedence."""
+        return {**saved, **overrides}
+
     def training_state(self) -> dict[str, Any]:
-        """Everything besides the weights that the next step depends on: optimizer moments and the random streams."""
+        """Everything besides the weights that the next step depends on: optimizer moments, the random streams, the
+        optimizer-step count, and the state of every constraint and stateful env wrapper."""
         state: dict[str, Any] = {
             "numpy_rng": self.rng.bit_generator.state,
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "optimizer_steps": self.optimizer_steps,
+            "constraints": [{"type": type(c).__name__, "state": c.state_dict()} for c in self.constraints],
+            "wrappers": [{"type": type(w).__name__, "state": w.state_dict()} for w in stateful_wrappers(self.env)],
         }
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -207,7 +228,20 @@ class Agent(ABC):
         return state
 
     def load_training_state(self, state: dict[str, Any]) -> None:
-        """Restore what `training_state` returned, so training continues exactly where it stopped."""
+        """Restore what `training_state` returned, so training continues exactly where it stopped. The agent must hold
+        constraints and env wrappers of the saved types, in the saved order (pass `constraints=` to `load`)."""
+        for what, saved, live in (("constraints", state["constraints"], self.constraints),
+                                  ("stateful env wrappers", state["wrappers"], stateful_wrappers(self.env))):
+            names = [type(x).__name__ for x in live]
+            if [s["type"] for s in saved] != names:
+                hint = "pass constraints=[...] to load" if what == "constraints" else "wrap the env as it was wrapped"
+                raise ValueError(f"the checkpoint was saved with {what} {[s['type'] for s in saved]}, this agent has {names}; "
+                                 f"{hint}, so their saved state can be restored")
+        for c, saved in zip(self.constraints, state["constraints"]):
+            c.load_state_dict(saved["state"])
+        for w, saved in zip(stateful_wrappers(self.env), state["wrappers"]):
+            w.load_state_dict(saved["state"])
+        self.optimizer_steps = int(state["optimizer_steps"])
         self.rng.bit_generator.state = state["numpy_rng"]
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
@@ -232,21 +266,22 @@ class Agent(ABC):
         self.policy.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         torch.save(self.training_state(), path / TRAINING_STATE)
-        meta = {"agent": type(self).__name__, "num_steps": self.num_steps, "hyperparameters": self.hyperparameters()}
+        meta = {"agent": type(self).__name__, "num_steps": self.num_steps, "hyperparameters": self.hyperparameters(),
+                "kwargs": self.saved_kwargs()}
         (path / "agent.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
     def load(cls, path: str | Path, env: gym.Env | gym.vector.VectorEnv, **overrides: Any) -> Agent:
         """Rebuild an agent saved with `save` on `env`, so its next `learn` step is the one the saved agent would
-        have taken. `overrides` replace saved hyperparameters or pass what is not saved (`device`, `constraints`;
-        a constraint's own state, e.g. a Lagrange multiplier, starts afresh)."""
+        have taken. `overrides` replace saved hyperparameters or pass what is not saved (`device`, `constraints`: give
+        constraints of the saved types, and their saved state, e.g. a Lagrange multiplier, is restored into them)."""
         path = Path(path)
         if not (path / "agent.json").is_file():
             raise FileNotFoundError(f"{path} is not an agent checkpoint (no agent.json); make one with agent.save(path)")
         meta = json.loads((path / "agent.json").read_text())
         if meta["agent"] != cls.__name__:
             raise ValueError(f"{path} holds a {meta['agent']} checkpoint; load it with {meta['agent']}.load, not {cls.__name__}.load")
-        agent = cls(env, policy=path, **{**meta["hyperparameters"], **overrides})
+        agent = cls(env, policy=path, **cls.rebuild_kwargs(meta["kwargs"], overrides))
         agent.num_steps = int(meta["num_steps"])
         agent.restore(path)
         return agent

@@ -9,15 +9,10 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlft_gym.validate import check_finite
+
 
 log = logging.getLogger(__name__)
-
-
-def check_finite(value: torch.Tensor | float, step: int, what: str) -> None:
-    """Stop training on NaN / inf, naming the step and the quantity, before any weight is touched."""
-    v = float(value)
-    if not math.isfinite(v):
-        raise FloatingPointError(f"{what} is {v} at step {step}; training stopped before the optimizer step")
 
 
 def fit(

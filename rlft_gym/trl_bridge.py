@@ -37,9 +37,10 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from rlft_gym import generation
-from rlft_gym.agent import Agent, Constraint, require_int
+from rlft_gym.agent import Agent, Constraint
 from rlft_gym.callbacks import Callback, StepReport
-from rlft_gym.training import check_finite
+from rlft_gym.validate import check_finite, require_int
+
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,9 @@ class _StepReporter(transformers.TrainerCallback):
         check_finite(torch.nn.utils.get_total_norm(grads), state.global_step + 1, "gradient norm")
 
     def on_step_end(self, args, state, control, **kwargs):
-        for c in self.agent.constraints:
-            c.after_step(self.agent)
+        # one optimizer step per Trainer step (gradient accumulation included); on_log then counts the agent step
+        self.agent.optimizer_steps = state.global_step - 1
+        self.agent.after_optimizer_step()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         agent = self.agent

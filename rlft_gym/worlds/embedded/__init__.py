@@ -10,19 +10,16 @@ import datasets
 from transformers import PreTrainedTokenizerFast
 
 from rlft_gym import cache
+from rlft_gym.preferences import flip_preferences
 from rlft_gym.scoring import SequenceScorer
 from rlft_gym.worlds.base import SCHEMAS, PromptSet, World
 from rlft_gym.worlds.embedded import build, data, tasks
+from rlft_gym.validate import require_one_of
 from rlft_gym.worlds.embedded.corpus import Corpus
 
 log = logging.getLogger(__name__)
 
 PRESETS = tuple(build.PRESETS)
-
-
-def _check(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not allowed; expected one of {tuple(allowed)}")
 
 
 class EmbeddedWorld(World):
@@ -32,8 +29,8 @@ class EmbeddedWorld(World):
 
     def __init__(self, schema: str = "beavertails", flip_ratio: float = 1.0, seed: int = 0, preset: str = "standard",
                  device: str = "cpu", progress: bool = False) -> None:
-        _check("schema", schema, SCHEMAS)
-        _check("world_preset", preset, PRESETS)
+        require_one_of("schema", schema, SCHEMAS)
+        require_one_of("world_preset", preset, PRESETS)
         self.schema, self.flip_ratio, self.device, self.progress = schema, float(flip_ratio), device, progress
         self.config = replace(build.PRESETS[preset], seed=seed)
         self.preset = preset
@@ -103,10 +100,9 @@ class EmbeddedWorld(World):
         return SequenceScorer.from_pretrained(self.root / "core" / "helpfulness_model", output="prob", device=self.device)
 
     def preference_dataset(self, flip_ratio: float | None = None) -> datasets.Dataset:
+        """This schema's pairs with the shared RPA flip at `flip_ratio` (default: the world's): what its reward models train on."""
         ratio = self.flip_ratio if flip_ratio is None else flip_ratio
-        if not 0.0 <= ratio <= 1.0:
-            raise ValueError(f"flip_ratio={ratio!r} must be in [0, 1]")
-        return data.flip(data.preference_rows(self.corpus, self.schema, self.config.seed), ratio, self.config.seed)
+        return flip_preferences(data.preference_rows(self.corpus, self.schema, self.config.seed), ratio, self.config.seed)
 
     def harmful_sft_dataset(self) -> datasets.Dataset:
         return data.qa_rows(self.corpus, self.corpus.hazard_prompts("train"), ("harmful",), self.config.seed + 31)
