@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -276,6 +276,40 @@ class ExpertGuidedGRPO(GRPO):
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "schedule": repr(self.schedule), "expert": type(self.expert).__name__}
+
+    def saved_kwargs(self) -> dict[str, Any]:
+        """GRPO's kwargs, an `AlphaSchedule` by its fields (another schedule as None) and the expert as None when it is
+        the default `SFTExpert` (rebuilt on load), else by its class name (it must be passed to `load`)."""
+        schedule = asdict(self.schedule) if isinstance(self.schedule, AlphaSchedule) else None
+        expert = None if isinstance(self.expert, SFTExpert) else type(self.expert).__name__
+        return {**super().hyperparameters(), "schedule": schedule, "expert": expert}
+
+    @classmethod
+    def rebuild_kwargs(cls, saved: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+        """Rebuild the schedule and the default expert; a custom expert or schedule must come back as an override."""
+        saved = dict(saved)
+        schedule, expert = saved.pop("schedule"), saved.pop("expert")
+        if "schedule" not in overrides:
+            if schedule is None:
+                raise ValueError("the checkpoint was saved with a schedule that is not an AlphaSchedule; pass it again: "
+                                 "ExpertGuidedGRPO.load(path, env, schedule=...)")
+            saved["schedule"] = AlphaSchedule(**schedule)
+        if expert is not None and "expert" not in overrides:
+            raise ValueError(f"the checkpoint was saved with expert {expert}; pass it again: ExpertGuidedGRPO.load(path, env, "
+                             "expert=...)")
+        return {**saved, **overrides}
+
+    def training_state(self) -> dict[str, Any]:
+        """GRPO's state plus the default expert's random stream (which of a prompt's answers it picks)."""
+        state = super().training_state()
+        if isinstance(self.expert, SFTExpert):
+            state["expert_rng"] = self.expert.rng.bit_generator.state
+        return state
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        super().load_training_state(state)
+        if "expert_rng" in state and isinstance(self.expert, SFTExpert):
+            self.expert.rng.bit_generator.state = state["expert_rng"]
 
     def respond(self, prompts: list[str]) -> generation.Rollout:
         """Each group's `group_size - num_expert` policy samples, then its `num_expert` expert answers: `prompts` holds each

@@ -37,4 +37,17 @@ def make_vec(env_id: str, num_envs: int = 1, **kwargs: Any) -> gym.vector.Vector
     return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
 
 
-__all__ = ["ENV_IDS", "TASK_ENV_IDS", "TOKEN_ENV_IDS", "__version__", "make_vec"]
+# Documented subpackages, reachable after `import rlft_gym` as `gymnasium.wrappers` is after `import gymnasium`, but imported
+# on first use so `import rlft_gym` stays light (agents pull in TRL).
+SUBMODULES = ("agents", "baselines", "envs", "wrappers")
+
+
+def __getattr__(name: str) -> Any:
+    if name in SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"rlft_gym.{name}")
+    raise AttributeError(f"module 'rlft_gym' has no attribute {name!r}")
+
+
+__all__ = ["ENV_IDS", "SUBMODULES", "TASK_ENV_IDS", "TOKEN_ENV_IDS", "__version__", "make_vec", *SUBMODULES]

@@ -3,12 +3,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-if TYPE_CHECKING:
-    from rlft_gym.agent import Agent
+
+class Agent(Protocol):
+    """What callbacks may use of the agent they observe (every `rlft_gym.agent.Agent` has it)."""
+
+    num_steps: int
+    seed: int
+    policy: Any  # the causal LM under attack
+    reference: Any  # the frozen reference LM
+    max_new_tokens: int
+
+    def hyperparameters(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)

@@ -44,14 +44,15 @@ def assert_nan_reward_stops(agent) -> None:
     assert agent.num_steps == 0 and all(torch.equal(a, b) for a, b in zip(before, agent.policy.parameters()))
 
 
-def assert_resumes(agent, env, path) -> None:
-    """`agent.save(path)` then `type(agent).load(path, env)` takes the same next step as `agent` carrying on."""
+def assert_resumes(agent, env, path, load_env=None, **load_kwargs) -> None:
+    """`agent.save(path)` then `type(agent).load(path, load_env or env, **load_kwargs)` takes the same next step as
+    `agent` carrying on (pass a freshly wrapped `load_env` and fresh `constraints=` to check their state is restored)."""
     import torch
 
     path = agent.save(path)
     carried_on = Recorder()
     agent.learn(1, callback=carried_on)
-    loaded = type(agent).load(path, env)
+    loaded = type(agent).load(path, load_env or env, **load_kwargs)
     assert loaded.num_steps == agent.num_steps - 1
     resumed = Recorder()
     loaded.learn(1, callback=resumed)
