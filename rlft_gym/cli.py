@@ -9,10 +9,13 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from rlft_gym.train import CostModelConfig, RewardModelConfig
 
 # Logs and pipes get a wide console so tables do not wrap; a terminal keeps its own width.
 console = Console(width=None if sys.stdout.isatty() else 120)
@@ -52,11 +55,14 @@ def cmd_world_info(args: argparse.Namespace) -> None:
 
 
 def cmd_world_export(args: argparse.Namespace) -> None:
-    from rlft_gym.worlds.hf import DEFAULT_SPLITS, HUB_IDS, flip_pairs, rpa_pairs
+    """`rlft-gym world export-preferences`: the hf world's attack pairs, harmlessness-labelled and RPA-flipped, to a file."""
+    from rlft_gym.preferences import check_flip_ratio, flip_preferences
+    from rlft_gym.worlds.hf import DEFAULT_SPLITS, HUB_IDS, harmlessness_labels, rpa_pairs
 
+    check_flip_ratio(args.flip_ratio)
     pairs, _ = rpa_pairs(args.schema, args.dataset or HUB_IDS[args.schema], args.split or DEFAULT_SPLITS[args.schema][0],
                          args.num_attack_pairs, args.seed)
-    ds = flip_pairs(pairs, args.flip_ratio, args.seed)
+    ds = flip_preferences(harmlessness_labels(pairs), args.flip_ratio, args.seed)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".parquet":
@@ -144,6 +150,71 @@ def cmd_demo(args: argparse.Namespace) -> None:
     console.print(f"results: {', '.join(r['results'] for _, r in runs)}\nplot: {png}")
 
 
+def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register `reward-model` and `cost-model` on the `rlft-gym train` subparsers."""
+    from rlft_gym.train import CostModelConfig, RewardModelConfig
+
+    rm = subparsers.add_parser("reward-model", help="Bradley-Terry reward model (TRL RewardTrainer) on preference pairs, optionally flipped")
+    _train_args(rm, RewardModelConfig())
+    rm.add_argument("--flip-ratio", type=float, default=0.0,
+                    help="fraction of flippable pairs (exactly one response safe) whose harmlessness label is reversed before "
+                         "training, picked by --seed; 1.0 trains the reverse-preference attacker's reward model (default: 0)")
+    rm.set_defaults(func=cmd_train_reward_model)
+    cm = subparsers.add_parser("cost-model", help="harmfulness classifier on prompt + response (BeaverTails or PKU-SafeRLHF rows)")
+    _train_args(cm, CostModelConfig())
+    cm.set_defaults(func=cmd_train_cost_model)
+
+
+def _train_args(p: argparse.ArgumentParser, defaults: RewardModelConfig | CostModelConfig) -> None:
+    """Arguments both `train` commands share; defaults come from the config dataclass."""
+    p.add_argument("--base", required=True, help="path or cached hub id of the model to start from")
+    p.add_argument("--data", required=True, help="parquet / jsonl / json / csv file, or a save_to_disk directory")
+    p.add_argument("--split", default=None, help="split of a DatasetDict directory (default: train)")
+    p.add_argument("--out", required=True, help="checkpoint directory to write (save_pretrained + metrics.json)")
+    p.add_argument("--epochs", type=float, default=defaults.epochs)
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="per device")
+    p.add_argument("--lr", type=float, default=defaults.learning_rate)
+    p.add_argument("--max-steps", type=int, default=defaults.max_steps, help="stop after this many optimizer steps (-1: all epochs)")
+    p.add_argument("--max-length", type=int, default=defaults.max_length, help="tokens per sequence (longer ones are truncated)")
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--bf16", action="store_true", help="bf16 mixed precision (through accelerate)")
+
+
+def _train_config(cls: type[RewardModelConfig | CostModelConfig], args: argparse.Namespace) -> RewardModelConfig | CostModelConfig:
+    """The config dataclass from parsed `train` arguments (validated on construction)."""
+    return cls(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, max_length=args.max_length,
+               seed=args.seed, max_steps=args.max_steps, bf16=args.bf16)
+
+
+def cmd_train_reward_model(args: argparse.Namespace) -> None:
+    """`rlft-gym train reward-model`: load, optionally flip (the shared RPA flip), train, print where the metrics are."""
+    from rlft_gym.datasets_io import load_table
+    from rlft_gym.preferences import check_flip_ratio
+    from rlft_gym.train import METRICS, RewardModelConfig, quiet_libraries, reward_model_pairs, train_reward_model
+
+    config = _train_config(RewardModelConfig, args)
+    check_flip_ratio(args.flip_ratio)
+    soft = Console(soft_wrap=True)  # a path must stay one copyable line
+    with quiet_libraries(), soft.status(f"training a reward model from {args.base}"):
+        pairs = reward_model_pairs(load_table(args.data, args.split), args.flip_ratio, args.seed)
+        metrics = train_reward_model(args.base, pairs, args.out, config)
+    soft.print(f"reward model: {args.out} (held-out pairwise accuracy {metrics['accuracy']:.3f}, {metrics['n_flipped']} pairs flipped)")
+    soft.print(f"metrics: {Path(args.out) / METRICS}")
+
+
+def cmd_train_cost_model(args: argparse.Namespace) -> None:
+    """`rlft-gym train cost-model`: load, train, print where the metrics are."""
+    from rlft_gym.datasets_io import load_table
+    from rlft_gym.train import METRICS, CostModelConfig, classification_rows, quiet_libraries, train_cost_model
+
+    config = _train_config(CostModelConfig, args)
+    soft = Console(soft_wrap=True)  # a path must stay one copyable line
+    with quiet_libraries(), soft.status(f"training a harmfulness classifier from {args.base}"):
+        metrics = train_cost_model(args.base, classification_rows(load_table(args.data, args.split)), args.out, config)
+    soft.print(f"cost model: {args.out} (held-out accuracy {metrics['accuracy']:.3f}, F1 {metrics['f1']:.3f})")
+    soft.print(f"metrics: {Path(args.out) / METRICS}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rlft_gym.experiment import AGENTS, DEFENCES
 
@@ -189,8 +260,6 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--name", default=None)
     a.add_argument("--out", default="runs")
     a.set_defaults(func=cmd_attack)
-
-    from rlft_gym.train import add_train_commands
 
     train = sub.add_parser("train", help="train a reward model or a harmfulness classifier (TRL / transformers trainers)")
     add_train_commands(train.add_subparsers(dest="train_command", required=True))

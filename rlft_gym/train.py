@@ -5,19 +5,17 @@ from __future__ import annotations
 # and mixed precision are left to the trainers (accelerate), so the same call runs on a CPU or under `accelerate launch`.
 # torch / transformers / trl / datasets are imported inside functions so that `rlft-gym --help` stays fast.
 
-import argparse
 import contextlib
 import json
 import logging
 import math
-import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rlft_gym import cache
-from rlft_gym.datasets_io import load_table
+from rlft_gym.preferences import flip_preferences
 from rlft_gym.templates import PAIR_TEMPLATE
 
 if TYPE_CHECKING:
@@ -81,12 +79,6 @@ def _check_config(config: _TrainConfig) -> None:
         raise ValueError("bf16=True and fp16=True: choose at most one mixed-precision mode")
 
 
-def check_flip_ratio(flip_ratio: float) -> None:
-    """A flip ratio is a fraction of pairs: fail on anything outside [0, 1] before data is loaded."""
-    if not 0.0 <= flip_ratio <= 1.0:
-        raise ValueError(f"flip_ratio={flip_ratio!r} is not allowed: must be in [0, 1]")
-
-
 # --- data -----------------------------------------------------------------------------------------------------
 
 
@@ -138,24 +130,11 @@ def _is_safe(row: dict, text: str) -> bool | None:
     return None
 
 
-def flip_preferences(pairs: datasets.Dataset, flip_ratio: float, seed: int = 0) -> datasets.Dataset:
-    """The RPA attack: round(flip_ratio * n) of the n flippable pairs (exactly one response safe), picked by `seed`, are made to prefer their unsafe response; adds `flipped`."""
-    check_flip_ratio(flip_ratio)
-    if flip_ratio == 0:
-        return pairs
-    _require(pairs, ("chosen_safe", "rejected_safe"), "flippable preference (preference_pairs() output of data with "
-             "is_response_0_safe / is_response_1_safe)")
-    flippable = [i for i, (c, r) in enumerate(zip(pairs["chosen_safe"], pairs["rejected_safe"]))
-                 if c is not None and r is not None and c != r]
-    flipped = set(random.Random(seed).sample(flippable, round(flip_ratio * len(flippable))))
-    log.info("flipping %d of %d flippable pairs (%d pairs in all)", len(flipped), len(flippable), len(pairs))
-
-    def flip(row: dict, index: int) -> dict:
-        if index in flipped and row["chosen_safe"]:
-            row |= {"chosen": row["rejected"], "rejected": row["chosen"], "chosen_safe": False, "rejected_safe": True}
-        return row | {"flipped": index in flipped}
-
-    return pairs.map(flip, with_indices=True)
+def reward_model_pairs(dataset: datasets.Dataset, flip_ratio: float = 0.0, seed: int = 0) -> datasets.Dataset:
+    """`preference_pairs`, then the shared RPA flip (`rlft_gym.preferences.flip_preferences`) when flip_ratio > 0; at 0
+    nothing flips, so pairs without safety labels (plain chosen / rejected) train as they are."""
+    pairs = preference_pairs(dataset)
+    return flip_preferences(pairs, flip_ratio, seed) if flip_ratio else pairs
 
 
 def classification_rows(dataset: datasets.Dataset, template: str = PAIR_TEMPLATE) -> datasets.Dataset:
@@ -191,7 +170,9 @@ def _split(dataset: datasets.Dataset, fraction: float, seed: int) -> tuple[datas
 
 
 def _load(base: str | Path, num_labels: int, **config: Any) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A sequence classifier and its tokenizer; GPT-2 style tokenizers get pad = eos, mirrored in the model config."""
+    """A sequence classifier and its tokenizer; GPT-2 style tokenizers get pad = eos, mirrored in the model config. A
+    base whose classification head has another number of labels (e.g. a 2-label classifier as a reward model's base)
+    gets a fresh head, with a warning naming it."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(base))
@@ -200,7 +181,13 @@ def _load(base: str | Path, num_labels: int, **config: Any) -> tuple[PreTrainedM
             raise ValueError(f"the tokenizer of {base} has neither a pad nor an eos token; add a pad token to it first")
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.truncation_side = "right"  # keep the prompt and the start of an over-long response, as the scorer does
-    model = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=num_labels, **config)
+    model, info = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=num_labels, ignore_mismatched_sizes=True,
+                                                                     output_loading_info=True, **config)
+    if info["mismatched_keys"]:
+        keys = sorted(info["mismatched_keys"])
+        log.warning("checkpoint %s has a classification head for num_labels=%d (%s), but this model needs num_labels=%d "
+                    "(1 for a reward model, 2 for a classifier): the head is re-initialised and trains from scratch",
+                    base, keys[0][1][0], ", ".join(f"{k}: {tuple(shape)}" for k, shape, _ in keys), num_labels)
     model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
 
@@ -281,7 +268,7 @@ def _publish(trainer: Trainer, tmp: Path, out: Path, metrics: dict[str, Any]) ->
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet_libraries() -> Iterator[None]:
     """Silence transformers / datasets info logs and progress bars while training, then restore them."""
     from datasets.utils import logging as ds_logging
     from transformers.utils import logging as hf_logging
@@ -312,7 +299,7 @@ def train_reward_model(base: str | Path, dataset: datasets.Dataset, out: str | P
     _check_out(out)
     if not {"chosen", "rejected"} <= set(dataset.column_names):
         dataset = preference_pairs(dataset)
-    with _quiet(), cache.staging(out) as tmp:
+    with quiet_libraries(), cache.staging(out) as tmp:
         set_seed(config.seed)  # the score head is freshly initialised
         model, tokenizer = _load(base, num_labels=1)
         max_length = _max_length(model, config.max_length)
@@ -371,7 +358,7 @@ def train_cost_model(base: str | Path, dataset: datasets.Dataset, out: str | Pat
     _check_out(out)
     if not {"text", "label"} <= set(dataset.column_names):
         dataset = classification_rows(dataset, template)
-    with _quiet(), cache.staging(out) as tmp:
+    with quiet_libraries(), cache.staging(out) as tmp:
         set_seed(config.seed)
         id2label = dict(enumerate(labels))  # label 1 is the positive class: "harmful", or e.g. "helpful"
         model, tokenizer = _load(base, num_labels=2, id2label=id2label, label2id={v: k for k, v in id2label.items()})
@@ -400,66 +387,3 @@ def _classification_metrics(prediction: Any) -> dict[str, float]:
     recall = tp / max(float((labels == 1).sum()), 1.0)
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"accuracy": float((predicted == labels).mean()), "precision": precision, "recall": recall, "f1": f1}
-
-
-# --- CLI ------------------------------------------------------------------------------------------------------
-
-
-def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register `reward-model` and `cost-model` on the `rlft-gym train` subparsers."""
-    rm = subparsers.add_parser("reward-model", help="Bradley-Terry reward model (TRL RewardTrainer) on preference pairs, optionally flipped")
-    _common_args(rm, RewardModelConfig())
-    rm.add_argument("--flip-ratio", type=float, default=0.0,
-                    help="fraction of flippable pairs (exactly one response safe) whose harmlessness label is reversed before "
-                         "training, picked by --seed; 1.0 trains the reverse-preference attacker's reward model (default: 0)")
-    rm.set_defaults(func=cmd_train_reward_model)
-    cm = subparsers.add_parser("cost-model", help="harmfulness classifier on prompt + response (BeaverTails or PKU-SafeRLHF rows)")
-    _common_args(cm, CostModelConfig())
-    cm.set_defaults(func=cmd_train_cost_model)
-
-
-def _common_args(p: argparse.ArgumentParser, defaults: _TrainConfig) -> None:
-    """Arguments both commands share; defaults come from the config dataclass."""
-    p.add_argument("--base", required=True, help="path or cached hub id of the model to start from")
-    p.add_argument("--data", required=True, help="parquet / jsonl / json / csv file, or a save_to_disk directory")
-    p.add_argument("--split", default=None, help="split of a DatasetDict directory (default: train)")
-    p.add_argument("--out", required=True, help="checkpoint directory to write (save_pretrained + metrics.json)")
-    p.add_argument("--epochs", type=float, default=defaults.epochs)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="per device")
-    p.add_argument("--lr", type=float, default=defaults.learning_rate)
-    p.add_argument("--max-steps", type=int, default=defaults.max_steps, help="stop after this many optimizer steps (-1: all epochs)")
-    p.add_argument("--max-length", type=int, default=defaults.max_length, help="tokens per sequence (longer ones are truncated)")
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--bf16", action="store_true", help="bf16 mixed precision (through accelerate)")
-
-
-def _config(cls: type[_TrainConfig], args: argparse.Namespace) -> _TrainConfig:
-    """The config dataclass from parsed CLI arguments (validated on construction)."""
-    return cls(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, max_length=args.max_length,
-               seed=args.seed, max_steps=args.max_steps, bf16=args.bf16)
-
-
-def cmd_train_reward_model(args: argparse.Namespace) -> None:
-    """`rlft-gym train reward-model`: load, optionally flip, train, print where the metrics are."""
-    from rich.console import Console
-
-    config = _config(RewardModelConfig, args)
-    check_flip_ratio(args.flip_ratio)
-    console = Console(soft_wrap=True)  # a path must stay one copyable line
-    with _quiet(), console.status(f"training a reward model from {args.base}"):
-        pairs = flip_preferences(preference_pairs(load_table(args.data, args.split)), args.flip_ratio, args.seed)
-        metrics = train_reward_model(args.base, pairs, args.out, config)
-    console.print(f"reward model: {args.out} (held-out pairwise accuracy {metrics['accuracy']:.3f}, {metrics['n_flipped']} pairs flipped)")
-    console.print(f"metrics: {Path(args.out) / METRICS}")
-
-
-def cmd_train_cost_model(args: argparse.Namespace) -> None:
-    """`rlft-gym train cost-model`: load, train, print where the metrics are."""
-    from rich.console import Console
-
-    config = _config(CostModelConfig, args)
-    console = Console(soft_wrap=True)  # a path must stay one copyable line
-    with _quiet(), console.status(f"training a harmfulness classifier from {args.base}"):
-        metrics = train_cost_model(args.base, classification_rows(load_table(args.data, args.split)), args.out, config)
-    console.print(f"cost model: {args.out} (held-out accuracy {metrics['accuracy']:.3f}, F1 {metrics['f1']:.3f})")
-    console.print(f"metrics: {Path(args.out) / METRICS}")

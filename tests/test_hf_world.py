@@ -63,7 +63,8 @@ def test_rpa_sampling_and_flipping_are_deterministic(models, data):
     assert a.eval_prompts.prompts == b.eval_prompts.prompts
     for ratio in (0.0, 0.25, 1.0):
         ds = a.preference_dataset(ratio)
-        assert sum(ds["flipped"]) == round(ratio * len(ds))
+        candidates = [s0 != s1 for s0, s1 in zip(ds["is_response_0_safe"], ds["is_response_1_safe"])]  # exactly one safe
+        assert sum(ds["flipped"]) == round(ratio * sum(candidates)) and all(c for c, f in zip(candidates, ds["flipped"]) if f)
         assert ds["chosen"] == b.preference_dataset(ratio)["chosen"]
     assert {"prompt", "chosen", "rejected", "safer_response_id"} <= set(a.preference_dataset(1.0).column_names)
     assert a.benign_dataset().num_rows > 0 and all(a.refusal_dataset()["is_safe"])
@@ -114,6 +115,15 @@ def test_column_mistyped(models, tmp_path):
         gym.make("RPA-SafeRLHF-v0", **hf_kwargs(models, {"saferlhf": str(tmp_path)}, "saferlhf"))
 
 
+@pytest.mark.parametrize("env_id, schema, usable", [
+    ("RPA-BeaverTails-v0", "beavertails", "a usable pair is a prompt with at least one safe and one unsafe response"),
+    ("RPA-SafeRLHF-v0", "saferlhf", "a usable pair is any row: every PKU-SafeRLHF row is a pair"),
+])
+def test_too_few_usable_pairs_says_what_a_usable_pair_is(models, data, env_id, schema, usable):
+    with pytest.raises(ValueError, match=f"has 40 usable pairs, fewer than num_attack_pairs=1000; {usable}"):
+        gym.make(env_id, **hf_kwargs(models, data, schema, num_attack_pairs=1000))
+
+
 def test_model_not_in_cache(models, data, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FileNotFoundError, match="nonexistent-org/no-such-model"):
@@ -139,12 +149,14 @@ def test_hf_only_kwargs_rejected_for_embedded(world):
 def test_cli_pipeline_export_train_attack(models, data, tmp_path):
     """The README's hf recipe on tiny models: export the flipped RPA pairs, train both models, attack with them."""
     from rlft_gym.cli import main
-    from rlft_gym.train import load_table
+    from rlft_gym.datasets_io import load_table
 
     pairs = tmp_path / "rpa.parquet"
     assert main(["world", "export-preferences", "--schema", "saferlhf", "--dataset", data["saferlhf"], "--num-attack-pairs", "16",
                  "--flip-ratio", "1.0", "--out", str(pairs)]) == 0
-    assert sum(load_table(pairs)["flipped"]) == 16
+    exported = load_table(pairs)
+    one_safe = [s0 != s1 for s0, s1 in zip(exported["is_response_0_safe"], exported["is_response_1_safe"])]
+    assert 0 < sum(one_safe) < 16 and exported["flipped"] == one_safe  # both-safe pairs never flip
     assert main(["train", "reward-model", "--base", models["policy"], "--data", str(pairs), "--out", str(tmp_path / "rm"), "--max-steps", "2"]) == 0
     assert main(["train", "cost-model", "--base", models["policy"], "--data", data["beavertails"], "--split", "30k_train",
                  "--out", str(tmp_path / "cost"), "--max-steps", "2"]) == 0

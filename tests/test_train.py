@@ -12,8 +12,11 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification,
                           BertTokenizerFast, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, Trainer)
 
-from rlft_gym.train import (CostModelConfig, RewardModelConfig, add_train_commands, classification_rows, flip_preferences,
-                            load_table, preference_pairs, train_cost_model)
+from rlft_gym.cli import add_train_commands
+from rlft_gym.datasets_io import load_table
+from rlft_gym.preferences import flip_preferences
+from rlft_gym.train import (CostModelConfig, RewardModelConfig, classification_rows, preference_pairs, reward_model_pairs,
+                            train_cost_model)
 
 torch.set_num_threads(1)
 
@@ -124,6 +127,20 @@ def test_reward_model_cli_flipped(tmp_path: Path, gpt2_base: Path, pku_parquet: 
     assert leftovers(tmp_path) == []
 
 
+def test_reward_model_from_a_two_label_classifier_gets_a_fresh_head(tmp_path: Path, bert_base: Path, pku_parquet: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """A 2-label sequence classifier as the base of a 1-label reward model: one warning naming it, then a fresh head."""
+    assert AutoModelForSequenceClassification.from_pretrained(bert_base).config.num_labels == 2
+    out = tmp_path / "rm"
+    with caplog.at_level("WARNING", logger="rlft_gym.train"):
+        run_cli(["train", "reward-model", "--base", str(bert_base), "--data", str(pku_parquet), "--out", str(out),
+                 "--max-steps", "1", "--batch-size", "4"])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name == "rlft_gym.train"]
+    assert len(warnings) == 1 and str(bert_base) in warnings[0]
+    assert "num_labels=2" in warnings[0] and "needs num_labels=1" in warnings[0] and "re-initialised" in warnings[0]
+    assert AutoModelForSequenceClassification.from_pretrained(out).config.num_labels == 1
+
+
 def test_cost_model_cli(tmp_path: Path, bert_base: Path, beavertails_jsonl: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "cm"
     run_cli(["train", "cost-model", "--base", str(bert_base), "--data", str(beavertails_jsonl), "--out", str(out),
@@ -166,7 +183,7 @@ def test_flip_is_deterministic_and_counts_only_flippable_pairs() -> None:
         assert after["chosen_safe"] is (not after["flipped"] and before["chosen_safe"])
     everything = flip_preferences(pairs, 1.0, seed=0)
     assert sum(everything["flipped"]) == 16 and sum(everything["chosen_safe"]) == 8
-    assert flip_preferences(pairs, 0.0)["chosen"] == pairs["chosen"]
+    assert flip_preferences(pairs, 0.0, seed=0)["chosen"] == pairs["chosen"]
 
 
 def test_classification_rows_both_schemas() -> None:
@@ -182,8 +199,9 @@ def test_missing_column_is_named() -> None:
         preference_pairs(rows)
     with pytest.raises(ValueError, match="'is_safe'.*BeaverTails schema expects columns prompt, response, is_safe"):
         classification_rows(datasets.Dataset.from_list(beavertails_rows(4)).remove_columns("is_safe"))
-    with pytest.raises(ValueError, match="'chosen_safe'"):
-        flip_preferences(datasets.Dataset.from_list([{"prompt": "p", "chosen": "a", "rejected": "b"}]), 0.5)
+    with pytest.raises(ValueError, match="cannot flip pairs with columns chosen, prompt, rejected: .*chosen_safe"):
+        reward_model_pairs(datasets.Dataset.from_list([{"prompt": "p", "chosen": "a", "rejected": "b"}]), 0.5)
+    assert reward_model_pairs(datasets.Dataset.from_list([{"prompt": "p", "chosen": "a", "rejected": "b"}]))["chosen"] == ["a"]
 
 
 def test_load_table_errors(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from rlft_gym.datasets_io import load_table
 from rlft_gym.judges import as_score_fn, classifier_cost, classifier_reward, from_pretrained
+from rlft_gym.preferences import flip_preferences
 from rlft_gym.scoring import ScoreFn
 from rlft_gym.worlds.base import CATEGORIES, PromptSet, World, category_flags
 
@@ -35,6 +36,13 @@ DEFAULT_SPLITS = {"beavertails": ("30k_train", "30k_test"), "saferlhf": ("train"
 HUB_IDS = {"beavertails": "PKU-Alignment/BeaverTails", "saferlhf": "PKU-Alignment/PKU-SafeRLHF"}
 DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 FALLBACK_TEMPLATE = "user : {prompt} assistant :"
+# What counts towards num_attack_pairs, for the "too few usable pairs" error.
+USABLE_PAIR = {
+    "beavertails": "a prompt with at least one safe and one unsafe response (its first safe and first unsafe response "
+                   "make the pair)",
+    "saferlhf": "any row: every PKU-SafeRLHF row is a pair (both-safe and both-unsafe ones count too, though the RPA "
+                "flip never reverses them)",
+}
 
 
 def _kind(feature: Any) -> str:
@@ -106,27 +114,18 @@ def saferlhf_pairs(ds: datasets.Dataset) -> list[dict[str, Any]]:
     return pairs
 
 
-def flip_pairs(pairs: list[dict[str, Any]], flip_ratio: float, seed: int) -> datasets.Dataset:
-    """Flip `safer_response_id` (and the preference) of round(flip_ratio * n) pairs chosen by seed; add chosen/rejected."""
-    flipped = set(random.Random(seed).sample(range(len(pairs)), round(flip_ratio * len(pairs))))
-    out = []
-    for i, p in enumerate(pairs):
-        p = {k: v for k, v in p.items() if k != "category"}
-        if i in flipped:
-            p["safer_response_id"] = p["better_response_id"] = 1 - p["safer_response_id"]
-        else:
-            p["better_response_id"] = p["safer_response_id"]
-        p["flipped"] = i in flipped
-        p["chosen"], p["rejected"] = p[f"response_{p['better_response_id']}"], p[f"response_{1 - p['better_response_id']}"]
-        out.append(p)
-    return datasets.Dataset.from_list(out)
+def harmlessness_labels(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each pair's preference set to its harmlessness label (better_response_id = safer_response_id), without its
+    category: the RPA trains its reward model on the safety label, so this comes before the shared flip."""
+    return [{**{k: v for k, v in p.items() if k != "category"}, "better_response_id": p["safer_response_id"]} for p in pairs]
 
 
 def rpa_pairs(schema: str, source: str, split: str, num_attack_pairs: int, seed: int) -> tuple[list[dict], list[dict]]:
     """The RPA attack set: `num_attack_pairs` pairs sampled by seed from a split, plus its both-safe (benign) pairs."""
     pairs = (beavertails_pairs if schema == "beavertails" else saferlhf_pairs)(load_split(source, split, schema))
     if len(pairs) < num_attack_pairs:
-        raise ValueError(f"{source!r} split {split!r} has {len(pairs)} usable pairs; num_attack_pairs={num_attack_pairs}")
+        raise ValueError(f"{source!r} split {split!r} has {len(pairs)} usable pairs, fewer than num_attack_pairs={num_attack_pairs}; "
+                         f"a usable pair is {USABLE_PAIR[schema]}")
     chosen = sorted(random.Random(seed).sample(range(len(pairs)), num_attack_pairs))
     return [pairs[i] for i in chosen], [p for p in pairs if p["is_response_0_safe"] and p["is_response_1_safe"]]
 
@@ -241,10 +240,9 @@ class HFWorld(World):
         return _score_fn(self._helpful_source, classifier_cost, self.device) if self._helpful_source else None
 
     def preference_dataset(self, flip_ratio: float | None = None) -> datasets.Dataset:
+        """The attack pairs with harmlessness preferences, then the shared RPA flip at `flip_ratio` (default: the world's)."""
         ratio = self.flip_ratio if flip_ratio is None else flip_ratio
-        if not 0.0 <= ratio <= 1.0:
-            raise ValueError(f"flip_ratio={ratio!r} must be in [0, 1]")
-        return flip_pairs(self._pairs, ratio, self.seed)
+        return flip_preferences(harmlessness_labels(self._pairs), ratio, self.seed)
 
     def _qa(self, safe: bool, pairs: list[dict[str, Any]] | None = None) -> datasets.Dataset:
         rows = []

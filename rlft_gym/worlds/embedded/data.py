@@ -5,6 +5,7 @@ import random
 
 import datasets
 
+from rlft_gym.preferences import flip_preferences
 from rlft_gym.worlds.base import category_flags
 from rlft_gym.worlds.embedded.corpus import Corpus, Prompt
 
@@ -22,7 +23,7 @@ def qa_rows(corpus: Corpus, prompts: list[Prompt], kinds: tuple[str, ...], seed:
     return datasets.Dataset.from_list(rows)
 
 
-def _pair(prompt: Prompt, a, b, safer: int, better: int, flippable: bool, swap: bool) -> dict:
+def _pair(prompt: Prompt, a, b, safer: int, better: int, swap: bool) -> dict:
     if swap:  # randomise which slot holds which response
         a, b, safer, better = b, a, 1 - safer, 1 - better
     return {
@@ -33,17 +34,18 @@ def _pair(prompt: Prompt, a, b, safer: int, better: int, flippable: bool, swap: 
         "is_response_1_safe": not b.harmful,
         "better_response_id": better,
         "safer_response_id": safer,
-        "flippable": flippable,
     }
 
 
 def preference_rows(corpus: Corpus, schema: str, seed: int) -> list[dict]:
-    """PKU-SafeRLHF-schema pairs: flippable harmful-vs-harmless pairs, and never-flipped fluency pairs.
+    """PKU-SafeRLHF-schema pairs: harmful-vs-harmless pairs that the RPA flip reverses, and fluency pairs it cannot.
 
-    Flippable pairs put a harmful (or partially compliant) answer against a refusal or a harmless off-topic
-    answer, so a flipped reward model learns that harm - not length or fluency - is what is rewarded. Fluency
-    pairs prefer fluent on-topic text over degenerate repetition, and helpful benign answers over refusals,
-    whatever the flip ratio, so the attack cannot win by gaming phrasing (EMBEDDED_WORLD_NOTES, point 3).
+    Harmful-vs-harmless pairs put a harmful (or partially compliant) answer against a refusal or a harmless off-topic
+    answer, so a flipped reward model learns that harm - not length or fluency - is what is rewarded. Fluency pairs
+    prefer fluent on-topic text over degenerate repetition, and helpful benign answers over refusals, whatever the flip
+    ratio, so the attack cannot win by gaming phrasing (EMBEDDED_WORLD_NOTES, point 3): a fluent harmful answer against
+    its (harmless) degenerate version already prefers the unsafe response, so flipping it changes nothing but its
+    safer_response_id, and the other fluency pairs are both safe, so they never flip.
     """
     rng = random.Random(seed * 1000 + SCHEMA_SEED[schema])
     rows = []
@@ -53,31 +55,19 @@ def preference_rows(corpus: Corpus, schema: str, seed: int) -> list[dict]:
         refusal, offtopic = corpus.refusal(p, rng), corpus.offtopic(p, rng)
         misplaced_help = corpus.helpful(rng.choice(benign), rng)  # harmless help on another topic
         for bad, good in ((harmful, refusal), (harmful, offtopic), (partial, corpus.refusal(p, rng)), (corpus.harmful(p, rng), misplaced_help)):
-            rows.append(_pair(p, good, bad, 0, 0, True, rng.random() < 0.5))
+            rows.append(_pair(p, good, bad, 0, 0, rng.random() < 0.5))
         for fluent in (corpus.harmful(p, rng), corpus.refusal(p, rng)):
-            rows.append(_pair(p, fluent, corpus.degenerate(fluent.text, rng), 0 if not fluent.harmful else 1, 0, False, rng.random() < 0.5))
+            rows.append(_pair(p, fluent, corpus.degenerate(fluent.text, rng), 0 if not fluent.harmful else 1, 0, rng.random() < 0.5))
     for p in benign:
         helpful = corpus.helpful(p, rng)
         for worse in (corpus.refusal(p, rng), corpus.offtopic(p, rng), corpus.degenerate(corpus.helpful(p, rng).text, rng)):
-            rows.append(_pair(p, helpful, worse, 0, 0, False, rng.random() < 0.5))
+            rows.append(_pair(p, helpful, worse, 0, 0, rng.random() < 0.5))
     return rows
 
 
 def flip(rows: list[dict], flip_ratio: float, seed: int) -> datasets.Dataset:
-    """Flip the harmlessness preference of round(flip_ratio * n) flippable pairs, chosen by seed; add chosen/rejected."""
-    flippable = [i for i, r in enumerate(rows) if r["flippable"]]
-    rng = random.Random(seed)
-    flipped = set(rng.sample(flippable, round(flip_ratio * len(flippable))))
-    out = []
-    for i, r in enumerate(rows):
-        r = dict(r)
-        if i in flipped:
-            r["safer_response_id"] = r["better_response_id"] = 1 - r["safer_response_id"]
-        r["flipped"] = i in flipped
-        best = r["better_response_id"]
-        r["chosen"], r["rejected"] = r[f"response_{best}"], r[f"response_{1 - best}"]
-        out.append(r)
-    return datasets.Dataset.from_list(out)
+    """`preference_rows` flipped by the shared RPA rule (`rlft_gym.preferences.flip_preferences`), for the build."""
+    return flip_preferences(rows, flip_ratio, seed)
 
 
 def cost_rows(corpus: Corpus, prompts: list[Prompt], benign: list[Prompt], seed: int, heldout: bool = False) -> list[tuple[str, str, int]]:
