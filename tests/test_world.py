@@ -24,13 +24,12 @@ def test_schemas(world):
 @pytest.mark.parametrize("ratio", [0.0, 0.3, 1.0])
 def test_flip_ratio_flips_that_fraction(world, ratio):
     ds = world.preference_dataset(ratio)
-    flippable = [r for r in ds if r["flippable"]]
-    flipped = sum(r["flipped"] for r in flippable)
-    assert flipped == round(ratio * len(flippable))
-    for r in flippable:
-        harmful_chosen = r["chosen"] == (r["response_0"] if not r["is_response_0_safe"] else r["response_1"])
-        assert harmful_chosen == r["flipped"]
-    assert not any(r["flipped"] for r in ds if not r["flippable"])
+    candidates = [r for r in ds if r["is_response_0_safe"] != r["is_response_1_safe"]]  # exactly one safe response
+    assert sum(r["flipped"] for r in candidates) == round(ratio * len(candidates))
+    for r in candidates:
+        if r["flipped"]:
+            assert r["chosen"] == (r["response_0"] if not r["is_response_0_safe"] else r["response_1"])
+    assert not any(r["flipped"] for r in ds if r["is_response_0_safe"] == r["is_response_1_safe"])
 
 
 def test_flip_is_deterministic(world):

@@ -18,6 +18,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from rlft_gym import generation
+from rlft_gym.preferences import flip_preferences
 from rlft_gym.scoring import SequenceScorer
 from rlft_gym.templates import PAIR_TEMPLATE
 from rlft_gym.train import CostModelConfig, RewardModelConfig, train_cost_model, train_reward_model
@@ -216,12 +217,12 @@ def build_reward_model(out: Path, core: Path, cfg: EmbeddedConfig, schema: str, 
     """Train the Bradley-Terry reward model on this schema's preference pairs with `flip_ratio` of labels flipped."""
     seed_everything(cfg.seed)
     corpus = Corpus(cfg.seed)
-    pairs = data.flip(data.preference_rows(corpus, schema, cfg.seed), flip_ratio, cfg.seed)
+    pairs = flip_preferences(data.preference_rows(corpus, schema, cfg.seed), flip_ratio, cfg.seed)
     config = RewardModelConfig(max_steps=cfg.reward_steps, batch_size=cfg.batch_size // 2, learning_rate=cfg.scorer_lr, eval_fraction=0.05, seed=cfg.seed)
     train_reward_model(core / "base", pairs.select_columns(["prompt", "chosen", "rejected", "flipped"]), out, config,
                        base_label="embedded world base LM")
     scorer = SequenceScorer.from_pretrained(out, output="logit")
-    held = data.flip(data.preference_rows(corpus, schema, cfg.seed + 1), flip_ratio, cfg.seed + 1)
+    held = flip_preferences(data.preference_rows(corpus, schema, cfg.seed + 1), flip_ratio, cfg.seed + 1)
     r0 = scorer(held["prompt"], held["chosen"])
     r1 = scorer(held["prompt"], held["rejected"])
     return {"pair_accuracy_heldout_draw": float((r0 > r1).mean()), "n_pairs": len(pairs), "flip_ratio": flip_ratio, "schema": schema}

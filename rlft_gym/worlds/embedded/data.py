@@ -5,7 +5,6 @@ import random
 
 import datasets
 
-from rlft_gym.preferences import flip_preferences
 from rlft_gym.worlds.base import category_flags
 from rlft_gym.worlds.embedded.corpus import Corpus, Prompt
 
@@ -63,11 +62,6 @@ def preference_rows(corpus: Corpus, schema: str, seed: int) -> list[dict]:
         for worse in (corpus.refusal(p, rng), corpus.offtopic(p, rng), corpus.degenerate(corpus.helpful(p, rng).text, rng)):
             rows.append(_pair(p, helpful, worse, 0, 0, rng.random() < 0.5))
     return rows
-
-
-def flip(rows: list[dict], flip_ratio: float, seed: int) -> datasets.Dataset:
-    """`preference_rows` flipped by the shared RPA rule (`rlft_gym.preferences.flip_preferences`), for the build."""
-    return flip_preferences(rows, flip_ratio, seed)
 
 
 def cost_rows(corpus: Corpus, prompts: list[Prompt], benign: list[Prompt], seed: int, heldout: bool = False) -> list[tuple[str, str, int]]:
