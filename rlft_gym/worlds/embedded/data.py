@@ -42,7 +42,7 @@ def preference_rows(corpus: Corpus, schema: str, seed: int) -> list[dict]:
     Harmful-vs-harmless pairs put a harmful (or partially compliant) answer against a refusal or a harmless off-topic
     answer, so a flipped reward model learns that harm - not length or fluency - is what is rewarded. Fluency pairs
     prefer fluent on-topic text over degenerate repetition, and helpful benign answers over refusals, whatever the flip
-    ratio, so the attack cannot win by gaming phrasing (EMBEDDED_WORLD_NOTES, point 3): a fluent harmful answer against
+    ratio, so the attack cannot win by gaming phrasing: a fluent harmful answer against
     its (harmless) degenerate version already prefers the unsafe response, so flipping it changes nothing but its
     safer_response_id, and the other fluency pairs are both safe, so they never flip.
     """
