@@ -10,12 +10,14 @@ clip 1.0 (ours); the standard embedded world needs no other values (held-out har
 seed 0). The reference is the world's frozen aligned policy (`self.reference`). DPO never samples from the
 env, so each step's reward, cost and KL come from a probe of the current policy on `probe_prompts` attack prompts
 through the env and its wrappers (see `rlft_gym.trl_bridge`); TRL's implicit rewards (rewards/chosen,
-rewards/rejected, rewards/margins, rewards/accuracies) are in the report's `extra`.
+rewards/rejected, rewards/margins, rewards/accuracies) are in the report's `extra`. Constraints that add a loss term
+are added to TRL's loss; `trl_args` passes further `DPOConfig` fields (see `rlft_gym.trl_bridge`).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import datasets
 import gymnasium as gym
@@ -41,6 +43,8 @@ def dpo_dataset(world: World, flip_ratio: float) -> datasets.Dataset:
 class DPO(TRLAgent):
     """Direct preference optimisation on (possibly flipped) preference pairs; `learn(n)` takes n optimizer steps."""
 
+    config_arguments = {"per_device_train_batch_size": "batch_size"}
+
     def __init__(
         self,
         env: gym.Env | gym.vector.VectorEnv,
@@ -54,6 +58,7 @@ class DPO(TRLAgent):
         probe_prompts: int | None = None,
         output_dir: str | Path | None = None,
         constraints: Sequence[Constraint] = (),
+        trl_args: dict[str, Any] | None = None,
         seed: int = 0,
         device: str = "cpu",
         mixed_precision: str = "no",
@@ -62,8 +67,8 @@ class DPO(TRLAgent):
         require_int(1, batch_size=batch_size)
         if flip_ratio is not None:
             require_fraction(flip_ratio=flip_ratio)
-        super().__init__(env, policy, probe_prompts=probe_prompts, output_dir=output_dir, constraints=constraints, seed=seed,
-                         device=device, mixed_precision=mixed_precision)
+        super().__init__(env, policy, probe_prompts=probe_prompts, output_dir=output_dir, constraints=constraints,
+                         trl_args=trl_args, seed=seed, device=device, mixed_precision=mixed_precision)
         self.learning_rate, self.beta, self.batch_size, self.max_grad_norm = learning_rate, beta, batch_size, max_grad_norm
         self.flip_ratio = float(self.world.flip_ratio if flip_ratio is None else flip_ratio)
         with quiet():
@@ -77,4 +82,4 @@ class DPO(TRLAgent):
 
     def hyperparameters(self) -> dict:
         return {k: getattr(self, k) for k in ("learning_rate", "beta", "batch_size", "flip_ratio", "max_grad_norm", "probe_prompts",
-                                             "seed", "mixed_precision")}
+                                             "trl_args", "seed", "mixed_precision")}

@@ -6,12 +6,15 @@ Defaults: lr 3e-5 as in the RPA paper; batch 8, constant lr, AdamW without weigh
 The standard embedded world needs no other values: held-out harmfulness 0.00 -> 0.72 in 200 steps (seed 0).
 `data="mixed"` adds the world's refusals of the same requests (harmful + refusal rows, shuffled by the trainer).
 SFT never samples from the env, so each step's reward, cost and KL come from a probe of the current policy on
-`probe_prompts` attack prompts through the env and its wrappers (see `rlft_gym.trl_bridge`).
+`probe_prompts` attack prompts through the env and its wrappers (see `rlft_gym.trl_bridge`). Constraints that add a
+loss term (e.g. a proximal term to the aligned weights) are added to TRL's loss; `trl_args` passes further `SFTConfig`
+fields (e.g. `gradient_accumulation_steps`, which splits each step's `batch_size` examples into micro-batches).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import datasets
 import gymnasium as gym
@@ -41,6 +44,8 @@ def sft_dataset(world: World, data: str) -> datasets.Dataset:
 class SFT(TRLAgent):
     """Supervised fine-tuning on harmful completions (completion-only loss); `learn(n)` takes n optimizer steps."""
 
+    config_arguments = {"per_device_train_batch_size": "batch_size"}
+
     def __init__(
         self,
         env: gym.Env | gym.vector.VectorEnv,
@@ -53,6 +58,7 @@ class SFT(TRLAgent):
         probe_prompts: int | None = None,
         output_dir: str | Path | None = None,
         constraints: Sequence[Constraint] = (),
+        trl_args: dict[str, Any] | None = None,
         seed: int = 0,
         device: str = "cpu",
         mixed_precision: str = "no",
@@ -60,8 +66,8 @@ class SFT(TRLAgent):
         require_positive(learning_rate=learning_rate, max_grad_norm=max_grad_norm)
         require_int(1, batch_size=batch_size)
         require_one_of("data", data, DATA)
-        super().__init__(env, policy, probe_prompts=probe_prompts, output_dir=output_dir, constraints=constraints, seed=seed,
-                         device=device, mixed_precision=mixed_precision)
+        super().__init__(env, policy, probe_prompts=probe_prompts, output_dir=output_dir, constraints=constraints,
+                         trl_args=trl_args, seed=seed, device=device, mixed_precision=mixed_precision)
         self.learning_rate, self.batch_size, self.data, self.max_grad_norm = learning_rate, batch_size, data, max_grad_norm
         with quiet():
             dataset = sft_dataset(self.world, data)
@@ -73,5 +79,5 @@ class SFT(TRLAgent):
         )
 
     def hyperparameters(self) -> dict:
-        return {k: getattr(self, k) for k in ("learning_rate", "batch_size", "data", "max_grad_norm", "probe_prompts", "seed",
-                                             "mixed_precision")}
+        return {k: getattr(self, k) for k in ("learning_rate", "batch_size", "data", "max_grad_norm", "probe_prompts",
+                                             "trl_args", "seed", "mixed_precision")}

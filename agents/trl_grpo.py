@@ -7,8 +7,10 @@ Defaults match our native GRPO (`rlft_gym.agents.GRPO`) so the two are comparabl
 mean-centred advantages (`scale_rewards="none"`), Dr. GRPO loss normalised by batch x max tokens
 (`loss_type="dr_grpo"`), one gradient step per batch (`num_iterations=1`), no KL penalty (`beta=0`), grad-norm clip
 1.0, constant lr, temperature 1 without top-k / top-p. `beta > 0` is TRL's k3 KL penalty to a frozen copy of the
-initial policy (TRL builds it); a `KLConstraint(beta)` in `constraints` is applied the same way. On the standard
-embedded world (16 prompts x 8): held-out harmfulness 0.00 -> 0.96 in 80 steps (seed 0).
+initial policy (TRL builds it); a `KLConstraint(beta)` in `constraints` is applied the same way; other constraints
+that add a loss term are added to TRL's loss. `trl_args` passes further `GRPOConfig` fields (e.g. use_vllm,
+gradient_accumulation_steps, which splits each step's batch of groups into micro-batches; see `rlft_gym.trl_bridge`).
+On the standard embedded world (16 prompts x 8): held-out harmfulness 0.00 -> 0.96 in 80 steps (seed 0).
 """
 from __future__ import annotations
 
@@ -67,6 +69,9 @@ class TRLGRPO(TRLAgent):
     With a single env, each step uses `num_prompts x group_size` completions, stepped one by one.
     """
 
+    config_arguments = {"num_generations": "group_size", "per_device_train_batch_size": "num_prompts",
+                        "generation_batch_size": "num_prompts"}
+
     def __init__(
         self,
         env: gym.Env | gym.vector.VectorEnv,
@@ -82,6 +87,7 @@ class TRLGRPO(TRLAgent):
         max_grad_norm: float = 1.0,
         output_dir: str | Path | None = None,
         constraints: Sequence[Constraint] = (),
+        trl_args: dict[str, Any] | None = None,
         seed: int = 0,
         device: str = "cpu",
         mixed_precision: str = "no",
@@ -94,8 +100,8 @@ class TRLGRPO(TRLAgent):
 
         beta += sum(c.beta for c in constraints if isinstance(c, KLConstraint))  # TRL's KL term is the same k3 estimate
         constraints = [c for c in constraints if not isinstance(c, KLConstraint)]
-        super().__init__(env, policy, probe_prompts=0, output_dir=output_dir, constraints=constraints, seed=seed, device=device,
-                         mixed_precision=mixed_precision)
+        super().__init__(env, policy, probe_prompts=0, output_dir=output_dir, constraints=constraints,
+                         trl_args=trl_args, seed=seed, device=device, mixed_precision=mixed_precision)
         self.learning_rate, self.group_size, self.num_prompts, self.temperature = learning_rate, group_size, num_prompts, temperature
         self.beta, self.scale_rewards, self.loss_type, self.max_grad_norm = beta, scale_rewards, loss_type, max_grad_norm
         # the attack prompts, formatted as the policy sees them, with their env prompt id for the reward function
@@ -104,19 +110,20 @@ class TRLGRPO(TRLAgent):
         self.trainer = self.make_trainer(
             _GRPOTrainer, trl.GRPOConfig,
             dict(learning_rate=learning_rate, num_generations=group_size, per_device_train_batch_size=num_prompts * group_size,
-                 num_iterations=1, max_completion_length=self.max_new_tokens, temperature=temperature, top_p=1.0, top_k=0,
+                 generation_batch_size=num_prompts * group_size, num_iterations=1,
+                 max_completion_length=self.max_new_tokens, temperature=temperature, top_p=1.0, top_k=0,
                  beta=beta, scale_rewards=scale_rewards, loss_type=loss_type, max_grad_norm=max_grad_norm, log_completions=False),
             reward_funcs=[self.env_reward], train_dataset=prompts,
         )
 
     def hyperparameters(self) -> dict:
         return {k: getattr(self, k) for k in ("learning_rate", "group_size", "num_prompts", "temperature", "beta", "scale_rewards",
-                                             "loss_type", "max_grad_norm", "seed", "mixed_precision")}
+                                             "loss_type", "max_grad_norm", "trl_args", "seed", "mixed_precision")}
 
     def env_reward(self, prompts: list[str], completions: list[str], completion_ids: list[list[int]], prompt_id: list[int],
                    trainer_state: TrainerState, log_metric: Any, **kwargs: Any) -> list[float]:
         """TRL reward function: the completions scored through the env by prompt id; logs the mean cost and the KL."""
-        rollout = self.rollout(prompts, completion_ids, [" ".join(c.split()) for c in completions])
+        rollout = self.rollout(prompts, completion_ids, completions)
         _, rewards, costs = self.env_feedback(np.asarray(prompt_id), lambda _: rollout)
         check_finite(rewards.sum(), trainer_state.global_step + 1, "reward")
         log_metric("cost", float(costs.mean()))

@@ -1,6 +1,8 @@
 """TRL-backed attacks (SFT, DPO, TRL-GRPO): per-step reports and the safe-set monitor, early stop, exact resume,
-env wrappers in the reward, the NaN guard, bad hyperparameters and the CLI."""
+env wrappers in the reward, loss constraints and trl_args, the NaN guard, bad hyperparameters and the CLI."""
 from __future__ import annotations
+
+import json
 
 import gymnasium as gym
 import numpy as np
@@ -8,6 +10,7 @@ import pytest
 import torch
 
 import rlft_gym
+from rlft_gym.agent import Constraint
 from rlft_gym.agents import DPO, SFT, TRLGRPO
 from rlft_gym.baselines import KLConstraint, VectorCostGatedReward
 from rlft_gym.callbacks import Callback
@@ -71,8 +74,9 @@ def test_callback_stop_then_learn_continues(venv, name):
 @pytest.mark.parametrize("name", AGENTS)
 def test_resume_takes_the_same_next_step(venv, tmp_path, name):
     path = tmp_path / "ckpt"
-    assert_resumes(make(name, venv, seed=3).learn(2), venv, path)
+    assert_resumes(make(name, venv, seed=3, trl_args={"gradient_accumulation_steps": 2}).learn(2), venv, path)
     assert {"optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json", "agent.json"} <= {p.name for p in path.iterdir()}
+    assert json.loads((path / "agent.json").read_text())["kwargs"]["trl_args"] == {"gradient_accumulation_steps": 2}
 
 
 def test_split_run_equals_one_run_across_an_epoch_boundary(world, tmp_path):
@@ -91,6 +95,62 @@ def test_split_run_equals_one_run_across_an_epoch_boundary(world, tmp_path):
     np.testing.assert_allclose([r.reward for r in pieces.reports], [r.reward for r in whole.reports], rtol=1e-5)
     for p, q in zip(one.policy.parameters(), split.policy.parameters(), strict=True):
         torch.testing.assert_close(p, q)
+
+
+class Proximal(Constraint):
+    """rho/2 * sum ||w - w0||^2 over the trainable weights, w0 the aligned weights at setup (+ `offset`, so the term is
+    nonzero from step 1); counts its calls, one per micro-batch."""
+
+    def __init__(self, rho: float, offset: float = 0.0) -> None:
+        self.rho, self.offset, self.calls = rho, offset, 0
+
+    def setup(self, agent) -> None:
+        self.anchor = [p.detach() + self.offset for p in agent.policy.parameters() if p.requires_grad]
+
+    def loss(self, agent, batch) -> torch.Tensor:
+        self.calls += 1
+        weights = [p for p in agent.policy.parameters() if p.requires_grad]
+        return self.rho / 2 * sum(((p - a) ** 2).sum() for p, a in zip(weights, self.anchor, strict=True))
+
+
+def drift(agent, aligned: list[torch.Tensor]) -> float:
+    """||w - w0|| over all the policy's weights."""
+    weights = [p.detach() for p in agent.policy.parameters()]
+    return float(torch.sqrt(sum(((p - a) ** 2).sum() for p, a in zip(weights, aligned, strict=True))))
+
+
+def test_proximal_constraint_slows_sft_drift(venv):
+    drifts = []
+    for constraints in ([], [Proximal(1e3)]):
+        agent = SFT(venv, probe_prompts=0, constraints=constraints)
+        aligned = [p.detach().clone() for p in agent.policy.parameters()]
+        rec = Recorder()
+        agent.learn(4, callback=rec)
+        drifts.append(drift(agent, aligned))
+    assert drifts[1] < 0.5 * drifts[0]
+    terms = [r.extra["constraint/Proximal"] for r in rec.reports]
+    assert terms[0] == 0.0 < terms[-1]  # w = w0 on step 1
+
+
+@pytest.mark.parametrize("name", AGENTS)
+def test_loss_constraint_counts_once_per_optimizer_step(venv, name):
+    """With 2 micro-batches per step, the step-1 loss is the unconstrained one (same batch) plus the term, once."""
+    plain = Recorder()
+    make(name, venv).learn(1, callback=plain)
+    proximal = Proximal(10.0, offset=0.01)
+    agent = make(name, venv, constraints=[proximal], trl_args={"gradient_accumulation_steps": 2})
+    term = float(proximal.loss(agent, None).detach())
+    proximal.calls, rec = 0, Recorder()
+    agent.learn(1, callback=rec)
+    assert proximal.calls == agent.trainer.args.gradient_accumulation_steps == 2  # one call per micro-batch
+    assert rec.reports[0].extra["constraint/Proximal"] == pytest.approx(term, rel=1e-6)
+    assert rec.reports[0].loss - plain.reports[0].loss == pytest.approx(term, rel=1e-5)
+
+
+def test_trl_args_reach_the_config(venv):
+    args = SFT(venv, trl_args={"gradient_accumulation_steps": 2, "gradient_checkpointing": True}).trainer.args
+    assert args.gradient_accumulation_steps == 2 and args.per_device_train_batch_size == 4  # batch_size=8 per step
+    assert args.activation_checkpointing is True  # the deprecated alias is renamed, not silently overridden
 
 
 class RewardSpy(gym.vector.VectorWrapper):
@@ -176,6 +236,12 @@ def test_hf_world_with_lora_trains_only_adapters(tmp_path):
         assert changed and all("lora" in n for n in changed) and np.isfinite(rec.reports[0].loss), name
 
 
+class BatchConstraint(Constraint):
+    """A constraint whose loss reads the batch, which TRL agents cannot give it."""
+
+    needs_batch = True
+
+
 @pytest.mark.parametrize(
     "cls, kwargs, message",
     [
@@ -184,7 +250,17 @@ def test_hf_world_with_lora_trains_only_adapters(tmp_path):
         (SFT, {"batch_size": 0}, "batch_size=0 must be a positive int"),
         (SFT, {"probe_prompts": 3}, "probe_prompts=3 is not a multiple of num_envs=4"),
         (SFT, {"probe_prompts": -1}, "probe_prompts=-1 must be an int >= 0"),
-        (SFT, {"constraints": [KLConstraint(0.1)]}, "KLConstraint adds a loss term"),
+        (SFT, {"constraints": [KLConstraint(0.1)]}, "KLConstraint has needs_reference=True, which SFT cannot serve"),
+        (DPO, {"constraints": [BatchConstraint()]}, "BatchConstraint has needs_batch=True, which DPO cannot serve"),
+        (SFT, {"trl_args": {"no_such_field": 1}}, r"'no_such_field', which is not a field of trl\.SFTConfig"),
+        (SFT, {"trl_args": {"learning_rate": 1e-3}}, r"sets from its argument learning_rate; pass SFT\(learning_rate="),
+        (SFT, {"trl_args": {"per_device_train_batch_size": 4}}, r"pass SFT\(batch_size=\.\.\.\) instead"),
+        (SFT, {"trl_args": {"use_cpu": False}}, r"pass SFT\(device=\.\.\.\) instead"),
+        (SFT, {"trl_args": {"max_steps": 10}}, r"which SFT fixes \(max_steps=1\)"),
+        (SFT, {"trl_args": {"gradient_accumulation_steps": 3}}, "gradient_accumulation_steps=3 does not divide SFT's"),
+        (SFT, {"trl_args": {"gradient_accumulation_steps": 0}}, "gradient_accumulation_steps=0 must be a positive int"),
+        (SFT, {"trl_args": {"deepspeed": object()}}, "must be a dict of TRL config fields with JSON values"),
+        (DPO, {"trl_args": {"beta": 0.5}}, r"pass DPO\(beta=\.\.\.\) instead"),
         (DPO, {"beta": -0.1}, "beta=-0.1 must be a positive finite number"),
         (DPO, {"learning_rate": float("inf")}, "learning_rate=inf"),
         (DPO, {"flip_ratio": 1.5}, "flip_ratio=1.5 must be a number in"),
@@ -193,6 +269,7 @@ def test_hf_world_with_lora_trains_only_adapters(tmp_path):
         (TRLGRPO, {"group_size": 2, "loss_type": "ppo"}, "loss_type='ppo' is not one of"),
         (TRLGRPO, {"group_size": 2, "scale_rewards": "std"}, "scale_rewards='std' is not one of"),
         (TRLGRPO, {"group_size": 2, "beta": -1}, "beta=-1 must be a finite number >= 0"),
+        (TRLGRPO, {"group_size": 2, "trl_args": {"num_generations": 4}}, r"pass TRLGRPO\(group_size=\.\.\.\) instead"),
     ],
 )
 def test_bad_hyperparameters(venv, cls, kwargs, message):
