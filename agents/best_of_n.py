@@ -76,9 +76,9 @@ def best_of_n(
 
     Each prompt gets max(ns) samples once; Best-of-N uses the first N of them, so the picks for all N come from one
     generation pass and the picked reward can only grow with N. `policy` is a checkpoint path, a loaded model (e.g. an
-    agent's `policy`) or None for the env's policy under attack. Scores come from the env's own reward and cost models
-    (`env.unwrapped.reward_fn` / `cost_fn`); reward wrappers such as R_c are not applied. `batch_size` bounds the
-    responses generated and scored per call (at least max(ns): one prompt's samples are never split).
+    agent's `policy`) or None for the env's policy under attack. Scores are the env's own (`env.unwrapped.score`: the
+    reward model's reward, the cost clipped to [0, 1]); reward wrappers such as R_c are not applied. `batch_size`
+    bounds the responses generated and scored per call (at least max(ns): one prompt's samples are never split).
     Returns {"config", "baseline" (N = 1: the first sample), "rows" (one per N)}.
     """
     ns, temperature = check_ns(ns), check_temperature(temperature)
@@ -99,10 +99,9 @@ def best_of_n(
         # sample max(ns) responses per prompt, once (rows grouped by prompt)
         rollout = generation.sample(model, world.tokenizer, [world.format_prompt(p) for p in chunk], base.max_new_tokens,
                                     temperature, generator=generator, num_samples=n_max)
-        repeated = [p for p in chunk for _ in range(n_max)]
+        chunk_rewards, chunk_costs = base.score([p for p in chunk for _ in range(n_max)], rollout.texts)
         rows = slice(start, start + len(chunk))
-        rewards[rows] = np.asarray(base.reward_fn(repeated, rollout.texts), np.float32).reshape(len(chunk), n_max)
-        costs[rows] = np.clip(np.asarray(base.cost_fn(repeated, rollout.texts), np.float32), 0.0, 1.0).reshape(len(chunk), n_max)
+        rewards[rows], costs[rows] = chunk_rewards.reshape(len(chunk), n_max), chunk_costs.reshape(len(chunk), n_max)
     model.train(was_training)
     if not np.isfinite(rewards).all():
         raise ValueError(f"the reward model returned NaN or inf for {int((~np.isfinite(rewards)).sum())} of {rewards.size} responses")

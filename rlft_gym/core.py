@@ -55,12 +55,23 @@ class _Core:
             raise ValueError(f"prompt_id={prompt_id!r} must be an int in [0, {len(self.prompts)})")
         return int(prompt_id)
 
-    def score(self, prompt_ids: Sequence[int], responses: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Reward and cost of responses to the given prompts: one batched call of each scorer."""
-        texts = [self.prompts.prompts[i] for i in prompt_ids]
-        rewards = np.asarray(self.reward_fn(texts, responses), dtype=np.float32)
-        costs = np.clip(np.asarray(self.cost_fn(texts, responses), dtype=np.float32), 0.0, 1.0)
-        self._last = (texts, list(responses), rewards, costs)
+    def score(self, prompts: Sequence[int] | Sequence[str], responses: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Raw reward and cost (clipped to [0, 1]) of `responses[i]` to `prompts[i]`, one batched call of each scorer.
+
+        A prompt is an int id into `self.prompts` (the attack prompts) or a prompt text (e.g. a held-out one). Steps,
+        the safe-set monitor and Best-of-N all score here; `render` keeps showing the last step's batch.
+        """
+        texts = [p if isinstance(p, str) else self.prompts.prompts[self._check_prompt_id(p)] for p in prompts]
+        if len(texts) != len(responses):
+            raise ValueError(f"got {len(texts)} prompts and {len(responses)} responses; expected one per response")
+        rewards = np.asarray(self.reward_fn(texts, list(responses)), dtype=np.float32)
+        costs = np.clip(np.asarray(self.cost_fn(texts, list(responses)), dtype=np.float32), 0.0, 1.0)
+        return rewards, costs
+
+    def _score_step(self, prompt_ids: list[int], responses: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """`score` of a step's answered prompts, kept as the batch `render` shows."""
+        rewards, costs = self.score(prompt_ids, responses)
+        self._last = ([self.prompts.prompts[i] for i in prompt_ids], responses, rewards, costs)
         return rewards, costs
 
     def render(self) -> str | None:
@@ -93,7 +104,7 @@ class TextCMDPEnv(_Core, gym.Env[str, str]):
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         (response,) = self._check_actions([action], 1)
         pid = self._prompt_id
-        rewards, costs = self.score([pid], [response])
+        rewards, costs = self._score_step([pid], [response])
         self._t += 1
         terminated = self._t >= self.horizon
         if not terminated:
@@ -144,7 +155,7 @@ class TextCMDPVectorEnv(_Core, VectorEnv):
     def step(self, actions: Sequence[str]) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         responses = self._check_actions(list(actions), self.num_envs)
         answered = self._prompt_ids.copy()
-        rewards, costs = self.score(answered.tolist(), responses)
+        rewards, costs = self._score_step(answered.tolist(), responses)
         self._t += 1
         terminated = self._t >= self.horizon
         info = {**self._info(answered), "cost": costs, "raw_reward": rewards.copy()}

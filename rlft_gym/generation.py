@@ -18,7 +18,7 @@ class Rollout:
     attention_mask: torch.Tensor  # (B, P + T)
     prompt_length: int  # P: responses start at this column
     response_mask: torch.Tensor  # (B, T): 1 on response tokens, including the closing EOS
-    texts: list[str]  # decoded responses, special tokens removed
+    texts: list[str]  # decoded responses, special tokens removed, whitespace as the tokenizer decodes it
 
     def __getitem__(self, rows: slice | Sequence[int] | np.ndarray) -> "Rollout":
         """The rollout restricted to a slice of its rows, or to the rows at the given indices (e.g. a shuffled minibatch)."""
@@ -87,7 +87,7 @@ def sample(
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
     out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions(prompt_mask), use_cache=True, logits_to_keep=1)
-    cache, logits = out.past_key_values, out.logits[:, -1]
+    cache, logits = out.cache, out.logits[:, -1]
     if num_samples > 1:
         cache.batch_repeat_interleave(num_samples)
         logits = logits.repeat_interleave(num_samples, 0)
@@ -107,8 +107,8 @@ def sample(
         if bool(done.all()):
             break
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
-        out = model(input_ids=tok.unsqueeze(1), attention_mask=mask, position_ids=next_pos, past_key_values=cache, use_cache=True)
-        cache, logits = out.past_key_values, out.logits[:, -1]
+        out = model(input_ids=tok.unsqueeze(1), attention_mask=mask, position_ids=next_pos, cache=cache, use_cache=True)
+        cache, logits = out.cache, out.logits[:, -1]
         next_pos = next_pos + 1
     response = torch.stack(tokens, 1)
     response_mask = torch.stack(alive, 1).long()
@@ -118,7 +118,7 @@ def sample(
         attention_mask=torch.cat([prompt_mask, response_mask], 1),
         prompt_length=prompt_length,
         response_mask=response_mask,
-        texts=[" ".join(t.split()) for t in texts],
+        texts=texts,
     )
 
 

@@ -13,6 +13,8 @@ from rlft_gym import generation
 from rlft_gym.agent import Agent
 from rlft_gym.callbacks import Callback, StepReport
 from rlft_gym.results import versions, write_jsonl
+from rlft_gym.validate import require_int
+from rlft_gym.wrappers import defended_reward
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,11 @@ class SafeSetMonitor(Callback):
     """Every `every` steps, generate on held-out prompts and record harmfulness (mean cost on held-out harmful
     requests), helpfulness (on held-out benign requests), perplexity under the reference, KL to the reference,
     eval and train reward, response length and distinct-n. Step 0 (before training) is always evaluated.
+
+    Responses are scored through the env (`env.unwrapped.score`). On the held-out harmful requests, `eval_raw_reward`
+    is the reward model's mean reward and `eval_reward` the mean defended reward, what the env's reward wrappers (e.g.
+    the cost gate) would give the attacker (`rlft_gym.wrappers.defended_reward`); with no such wrapper they agree.
+    Every pass runs with the policy in eval mode (no dropout), so two evaluations of the same weights agree.
     """
 
     def __init__(
@@ -65,14 +72,10 @@ class SafeSetMonitor(Callback):
         seed: int = 0,
         keep_samples: int = 6,
     ) -> None:
-        if not isinstance(every, int) or every < 1:
-            raise ValueError(f"every={every!r} must be a positive int")
-        if not isinstance(samples_per_prompt, int) or samples_per_prompt < 1:
-            raise ValueError(f"samples_per_prompt={samples_per_prompt!r} must be a positive int")
+        require_int(1, every=every, samples_per_prompt=samples_per_prompt)
         base = env.unwrapped
-        self.world = base.world
+        self.env, self.world = env, base.world
         self.eval_prompts, self.benign_eval_prompts = base.eval_prompts, base.benign_eval_prompts
-        self.reward_fn, self.cost_fn = base.reward_fn, base.cost_fn
         self.cost_limit = float(base.cost_limit if cost_limit is None else cost_limit)
         self.every, self.samples_per_prompt, self.temperature = every, samples_per_prompt, temperature
         self.results_path = Path(results_path) if results_path else None
@@ -103,23 +106,34 @@ class SafeSetMonitor(Callback):
     @torch.no_grad()
     def evaluate(self, agent: Agent) -> dict[str, Any]:
         """Generate on the held-out prompts with the agent's current policy and record one row."""
+        was_training = agent.policy.training
+        agent.policy.eval()
+        try:
+            row = self._row(agent)
+        finally:
+            agent.policy.train(was_training)
+        self.history.append(row)
+        log.info("eval step %d: harmfulness %.3f helpfulness %s", row["step"], row["harmfulness"], row["helpfulness"])
+        self._write()
+        return row
+
+    def _row(self, agent: Agent) -> dict[str, Any]:
+        """One eval row: sampling, log-probs and scoring of the held-out prompts (the policy already in eval mode)."""
         world, k = self.world, self.samples_per_prompt
         harmful = self.eval_prompts.prompts * k
         benign = self.benign_eval_prompts.prompts * k
         prompts = harmful + benign
-        gen = torch.Generator().manual_seed(self.seed)  # the same sampling noise at every evaluation
-        was_training = agent.policy.training
-        agent.policy.eval()
+        # the same sampling noise at every evaluation, drawn where the policy runs
+        gen = torch.Generator(device=next(agent.policy.parameters()).device).manual_seed(self.seed)
         rollout = generation.sample(agent.policy, world.tokenizer, [world.format_prompt(p) for p in prompts],
                                     agent.max_new_tokens, self.temperature, generator=gen)
-        agent.policy.train(was_training)
         logp = generation.response_logprobs(agent.policy, rollout)
         ref_logp = generation.response_logprobs(agent.reference, rollout)
         mask = rollout.response_mask.float()
         texts_h, texts_b = rollout.texts[: len(harmful)], rollout.texts[len(harmful) :]
-        costs = self.cost_fn(harmful, texts_h)
+        rewards, costs = self.env.unwrapped.score(harmful, texts_h)
         recent = self._train[-self.every :]
-        row = {
+        return {
             "type": "eval",
             "step": agent.num_steps,
             "harmfulness": float(costs.mean()),
@@ -127,7 +141,8 @@ class SafeSetMonitor(Callback):
             "helpfulness": float(np.mean(world.helpfulness_model(benign, texts_b))) if benign and world.helpfulness_model else None,
             "perplexity": float(torch.exp(-(ref_logp * mask).sum() / mask.sum().clamp_min(1))),
             "kl": float(((logp - ref_logp) * mask).sum(1).mean()),
-            "eval_reward": float(np.mean(self.reward_fn(harmful, texts_h))),
+            "eval_raw_reward": float(rewards.mean()),
+            "eval_reward": float(defended_reward(self.env, rewards, costs).mean()),
             "train_reward": float(np.mean([r.reward for r in recent])) if recent else None,
             "train_cost": float(np.mean([r.cost for r in recent])) if recent else None,
             "length": float(mask.sum(1).mean()),
@@ -135,10 +150,6 @@ class SafeSetMonitor(Callback):
             "distinct_2": distinct_n(rollout.texts, 2),
             "samples": [{"prompt": p, "response": r, "cost": float(c)} for p, r, c in list(zip(harmful, texts_h, costs))[: self.keep_samples]],
         }
-        self.history.append(row)
-        log.info("eval step %d: harmfulness %.3f helpfulness %s", row["step"], row["harmfulness"], row["helpfulness"])
-        self._write()
-        return row
 
     def summary(self) -> dict[str, Any]:
         """The run's safe-set metrics so far (see `safe_set_summary`)."""

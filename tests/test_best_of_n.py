@@ -50,6 +50,24 @@ def test_picks_by_reward_and_baseline_is_the_first_sample(env, monkeypatch):
         assert r["sample_harmfulness"] == pytest.approx(costs[:, : r["n"]].mean())
 
 
+def test_scores_only_through_the_env(env, monkeypatch, world):
+    calls = []
+
+    def score(prompts, responses):
+        # within each prompt's max(NS) samples, reward and cost both rise with the sample's index
+        calls.append(list(prompts))
+        index = np.arange(len(responses), dtype=np.float32) % max(NS)
+        return index, index / max(NS)
+
+    monkeypatch.setattr(env.unwrapped, "score", score)
+    out = best_of_n(env, ns=NS, seed=0, batch_size=64)
+    assert [p for call in calls for p in call] == [p for p in world.eval_prompts.prompts for _ in range(max(NS))]
+    assert len(calls) == -(-len(world.eval_prompts) // (64 // max(NS)))  # one batched call per chunk of prompts
+    assert out["baseline"]["harmfulness"] == 0.0
+    for r in out["rows"]:
+        assert r["reward"] == r["n"] - 1 and r["harmfulness"] == pytest.approx((r["n"] - 1) / max(NS))
+
+
 def test_picked_reward_grows_with_n(result):
     rewards = [result["baseline"]["reward"]] + [r["reward"] for r in result["rows"]]
     assert all(b >= a for a, b in zip(rewards, rewards[1:])), rewards  # nested prefixes: max over more samples

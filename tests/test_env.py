@@ -156,7 +156,7 @@ def test_unknown_id():
         ({"cost_limit": 2}, r"cost_limit=2 is invalid"),
         ({"max_new_tokens": 0}, r"max_new_tokens=0 is invalid"),
         ({"world": "moon"}, r"world='moon' is invalid for RPA-BeaverTails-v0; expected one of \('embedded', 'hf'\)"),
-        ({"world_preset": "huge"}, r"world_preset='huge' is not allowed"),
+        ({"world_preset": "huge"}, r"world_preset='huge' is not one of"),
         ({"render_mode": "human"}, r"render_mode='human' is not supported"),
     ],
 )
@@ -177,3 +177,24 @@ def test_render_ansi(world):
     e.reset(seed=0)
     e.step("no .")
     assert "cost:" in e.render()
+
+
+def test_score_takes_prompt_ids_or_texts(world, monkeypatch):
+    e = gym.make("RPA-BeaverTails-v0", render_mode="ansi")
+    base = e.unwrapped
+    e.reset(seed=0)
+    e.step("no .")
+    shown = e.render()
+    responses = ["i can ' t help with that .", "sure . here is how ."]
+    for by_id, by_text in zip(base.score([0, 1], responses), base.score(base.prompts.prompts[:2], responses)):
+        np.testing.assert_array_equal(by_id, by_text)
+    held_out = world.eval_prompts.prompts[:2]
+    calls = []
+    monkeypatch.setattr(base, "cost_fn", lambda p, r: calls.append(p) or np.array([1.5, -0.2]))
+    rewards, costs = base.score(held_out, responses)
+    assert calls == [held_out] and costs.tolist() == [1.0, 0.0] and rewards.shape == (2,)  # one call, clipped
+    assert e.render() == shown  # scoring outside a step leaves the rendered step as it was
+    with pytest.raises(ValueError, match=f"prompt_id={len(base.prompts)} must be an int"):
+        base.score([len(base.prompts)], ["x"])
+    with pytest.raises(ValueError, match="got 1 prompts and 2 responses"):
+        base.score([0], responses)
