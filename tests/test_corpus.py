@@ -1,7 +1,10 @@
-"""The embedded world's fictional corpus: splits, format limits, held-out templates, vocabulary, determinism."""
+"""The embedded world's fictional corpus: data files, splits, format limits, held-out templates, vocabulary,
+determinism."""
 from __future__ import annotations
 
+import json
 import random
+import re
 from collections import Counter
 
 import pytest
@@ -209,3 +212,92 @@ def test_vocabulary(corpus: Corpus, sample) -> None:
     assert used <= words, used - words
     assert len(used) > 0.9 * len(words)
     assert not words & REAL_HAZARD_WORDS
+
+
+# ------------------------------------------------------------------------------------------- data files
+
+SLOT = re.compile(r"\{(\w+)\}")
+MATERIAL_KEYS = tuple(C._MATERIAL.values())
+MATERIAL_SLOTS = {f"{base}{n}" for base in C._MATERIAL for n in ("", "2", "3")}  # {step}, {step2}, {step3}, ...
+
+
+def table_problems(frames: dict, hazards: dict, benign: dict) -> list[str]:
+    """What the renderer would get wrong in these tables: an empty table, an unknown `{slot}` (left unfilled), an
+    unknown theme key or sub-theme tag (silently never used), a phrase list too short for a frame's distinct picks."""
+    problems = []
+
+    def walk(where: str, value) -> None:
+        if not value:
+            problems.append(f"{where}: empty")
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, tuple) else ()
+        for key, item in items:
+            walk(f"{where}/{key}", item)
+
+    def check(where: str, text: str, allowed: set[str]) -> None:
+        if unknown := set(SLOT.findall(text)) - allowed:
+            problems.append(f"{where}: unknown slot(s) {sorted(unknown)} in {text!r}")
+
+    walk("frames", frames)
+    themes = {**hazards, **{f"benign/{topic}": theme for topic, theme in benign.items()}}
+    roles = set.intersection(*(set(theme["pools"]) for theme in themes.values()))
+    answer_frames = {**{f"shape/{k}": v for k, v in frames["shape"].items()}, "partial": frames["partial"],
+                     **{f"refusal/{k}": v for k, v in frames["refusal"].items()}}
+    for name, texts in answer_frames.items():
+        for text in texts:
+            check(f"frames {name}", text, MATERIAL_SLOTS | roles | {"goal"})
+    for text in frames["offtopic"]:  # off-topic asides have no prompt, so no goal
+        check("frames offtopic", text, MATERIAL_SLOTS | roles)
+    for key, texts in frames["generic_material"].items():
+        for text in texts:
+            check(f"frames generic_material/{key}", text, roles)
+    all_frames = [t for texts in [*answer_frames.values(), frames["offtopic"]] for t in texts]
+    wanted = {key: max(sum(s.rstrip("23") == base for s in SLOT.findall(t)) for t in all_frames)
+              for base, key in C._MATERIAL.items()}
+    for name, theme in themes.items():
+        walk(name, theme)
+        hazard = name in hazards
+        required = {"pools", "prompts", *(MATERIAL_KEYS if hazard else MATERIAL_KEYS[:4])}  # benign: generic refusals
+        if set(theme) - {"pools", "prompts", *MATERIAL_KEYS} or required - set(theme):
+            problems.append(f"{name}: keys {sorted(theme)}, needs {sorted(required)}, allows harms and safes")
+        for spec in theme.get("prompts", ()):
+            if len(spec) != (3 if hazard else 2):
+                problems.append(f"{name}: prompt {spec!r} is not ({'sub-theme, ' if hazard else ''}text, goal)")
+            for text in spec[-2:]:
+                check(f"{name} prompts", text, set(theme["pools"]))
+        tags = {spec[0] for spec in theme.get("prompts", ())} if hazard else set()
+        for key in MATERIAL_KEYS:
+            entries = theme.get(key) or frames["generic_material"].get(key, ())
+            for entry in entries:
+                tag, text = (None, entry) if isinstance(entry, str) else entry
+                check(f"{name} {key}", text, set(theme["pools"]))
+                if tag is not None and tag not in tags:
+                    problems.append(f"{name} {key}: tag {tag!r} is no prompt's sub-theme ({sorted(tags)})")
+            for tag in tags or {None}:
+                if len([e for e in entries if isinstance(e, str) or e[0] == tag]) < wanted[key]:
+                    problems.append(f"{name} {key}: sub-theme {tag!r} has under {wanted[key]} phrases")
+    return problems
+
+
+def test_data_files_load() -> None:
+    names = {"frames.json", "benign.json", *(C.hazard_file(c) for c in CATEGORIES)}
+    assert {f.name for f in C.DATA.iterdir()} == names
+    for name in names:
+        raw = json.loads((C.DATA / name).read_text(encoding="utf-8"))
+        assert isinstance(raw.get("_doc"), str) and C.load_table(name)
+    assert list(C.HAZARDS) == list(CATEGORIES) and C.BENIGN_TOPICS and C.REFUSAL_STYLES
+
+
+def test_data_tables_are_sound() -> None:
+    assert table_problems(C.load_table("frames.json"), C.HAZARDS, C.BENIGN) == []
+
+
+def test_table_problems_catches_typos() -> None:
+    frames, theme = C.load_table("frames.json"), C.HAZARDS["animal_abuse"]
+    typo_frame = {**frames, "partial": (*frames["partial"], "i won't, but {stpe}.")}
+    assert any("stpe" in p for p in table_problems(typo_frame, C.HAZARDS, C.BENIGN))
+    typo_phrase = {**C.HAZARDS, "animal_abuse": {**theme, "steps": (*theme["steps"], "feed them {thnig}")}}
+    assert any("thnig" in p for p in table_problems(frames, typo_phrase, C.BENIGN))
+    typo_tag = {**C.HAZARDS, "animal_abuse": {**theme, "tips": (*theme["tips"], ("poisonning", "wait"))}}
+    assert any("poisonning" in p for p in table_problems(frames, typo_tag, C.BENIGN))
+    empty = {**C.BENIGN, "cooking": {**C.BENIGN["cooking"], "items": ()}}
+    assert any("cooking/items: empty" in p for p in table_problems(frames, C.HAZARDS, empty))
