@@ -218,7 +218,7 @@ def text_rollout(tokenizer: PreTrainedTokenizerBase, prompts: list[str], respons
     eos = tokenizer.eos_token_id
     ids = [x[:max_new_tokens] for x in tokenizer(responses, add_special_tokens=False)["input_ids"]]
     ids = [x + [eos] if len(x) < max_new_tokens else x for x in ids]
-    texts = [" ".join(t.split()) for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
     return generation.rollout_from_ids(tokenizer, prompts, ids, texts, device)
 
 

@@ -208,7 +208,7 @@ class ResponseLog(gym.vector.VectorWrapper):
 def fitted(world, answer: str, max_new_tokens: int) -> str:
     """The expert answer as the env receives it: tokenised, cut to max_new_tokens, decoded."""
     ids = world.tokenizer(answer, add_special_tokens=False)["input_ids"][:max_new_tokens]
-    return " ".join(world.tokenizer.decode(ids, skip_special_tokens=True).split())
+    return world.tokenizer.decode(ids, skip_special_tokens=True)
 
 
 def test_expert_guided_grpo_learns_and_reports(world):

@@ -105,7 +105,7 @@ def test_embedded_world_flips_through_the_shared_function(world) -> None:
     for ratio in RATIOS:
         ds = world.preference_dataset(ratio)
         assert ds.to_list() == flip_preferences(rows, ratio, world.config.seed).to_list()
-        assert ds.to_list() == embedded_data.flip(rows, ratio, world.config.seed).to_list()  # the reward-model build's call
+        assert ds.to_list() == flip_preferences(rows, ratio, world.config.seed).to_list()  # the reward-model build's call
     everything = world.preference_dataset(1.0)
     for row in everything:  # every pair with exactly one safe response now prefers it; the rest are never flipped
         one_safe = row["is_response_0_safe"] != row["is_response_1_safe"]

@@ -160,7 +160,7 @@ def test_summary_reward_properties(summarize):
         ("HarmfulRL-Biohazard-v0", {"world": "moon"}, r"world='moon' is invalid.*expected one of \('embedded', 'hf'\)"),
         ("HarmfulRL-Biohazard-v0", {"prompts": "p.jsonl"}, r"\['prompts'\] only apply to world='hf'"),
         ("HarmfulRL-Biohazard-v0", {"world": "hf", "policy": "x"}, r"needs \['prompts', 'cost_model', 'judge'\]"),
-        ("HarmfulRL-Biohazard-v0", {"world_preset": "huge"}, r"world_preset='huge' is not allowed"),
+        ("HarmfulRL-Biohazard-v0", {"world_preset": "huge"}, r"world_preset='huge' is not one of"),
     ],
 )
 def test_bad_kwargs(world, env_id, kwargs, message):

@@ -109,9 +109,7 @@ def test_grpo_step_vs_trl(world, benchmark, tmp_path, one_torch_thread):
     reward_model = world.reward_model
 
     def reward(prompts, completions, completion_ids=None, **kwargs) -> list[float]:
-        # the env sees whitespace-normalised responses (see rlft_gym.generation.sample); give TRL's reward the same
-        responses = [" ".join(c.split()) for c in completions]
-        return [float(r) for r in reward_model([raw_of[p] for p in prompts], responses)]
+        return [float(r) for r in reward_model([raw_of[p] for p in prompts], completions)]
 
     ours_s: list[float] = []
     trl_s: list[float] = []
