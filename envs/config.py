@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, ClassVar
 
 from rlft_gym.worlds import WORLDS
@@ -12,15 +13,22 @@ from rlft_gym.worlds import WORLDS
 MAX_RESPONSE_CHARS = 1024
 MAX_PROMPT_CHARS = 1024
 EMBEDDED_MAX_NEW_TOKENS = 64  # the embedded GPT-2 has 96 positions
+REFERENCES = ("policy", "aligned")  # named `reference` values; any other value is a checkpoint path
 
 
 @dataclass(frozen=True)
 class EnvConfig:
-    """Kwargs shared by every text env; subclasses name the fields the registry fixes (`FIXED`) and the hf-only ones."""
+    """Kwargs shared by every text env; subclasses name the fields the registry fixes (`FIXED`) and the hf-only ones.
+
+    `reference` is the frozen model the agents' KL and the safe-set monitor's perplexity are measured against:
+    "policy" (default, the RPA paper's setup: a copy of the model the attack starts from, i.e. the `policy` kwarg, so a
+    defended checkpoint is its own reference), "aligned" (the embedded world's original aligned model, to measure a
+    defended model's drift from it) or a checkpoint path. Without `policy`, "policy" and "aligned" are the same weights.
+    """
 
     FIXED: ClassVar[tuple[str, ...]] = ()  # set by the registry (e.g. schema, task), not by the user
-    HF_ONLY: ClassVar[tuple[str, ...]] = ("dataset", "split", "eval_split", "reference", "cost_model", "helpfulness_model",
-                                          "dtype", "num_attack_pairs", "num_eval_prompts", "lora")
+    HF_ONLY: ClassVar[tuple[str, ...]] = ("dataset", "split", "eval_split", "cost_model", "helpfulness_model", "dtype",
+                                          "num_attack_pairs", "num_eval_prompts", "lora")
 
     world: str = "embedded"
     policy: str | None = None
@@ -32,11 +40,11 @@ class EnvConfig:
     world_preset: str = field(default_factory=lambda: os.environ.get("RLFT_GYM_WORLD_PRESET", "standard"))
     max_response_chars: int = MAX_RESPONSE_CHARS
     render_mode: str | None = None
+    reference: str = "policy"  # "policy", "aligned" (embedded world) or a checkpoint path; see the class docstring
     # world="hf" only: data and checkpoints (local paths or cached hub ids)
     dataset: str | None = None
     split: str | None = None
     eval_split: str | None = None
-    reference: str | None = None
     cost_model: Any = None
     helpfulness_model: Any = None
     dtype: str = "float32"
@@ -70,6 +78,18 @@ class EnvConfig:
             raise self.invalid("world_seed", "an int")
         if self.policy is not None and not isinstance(self.policy, str):
             raise self.invalid("policy", "None or a path to a save_pretrained causal LM")
+        if self.world == "hf" and self.reference == "aligned":
+            raise self.invalid("reference", "'policy' or a checkpoint path on world='hf' (its aligned model is `policy`)")
+        if not isinstance(self.reference, str) or (self.world == "embedded" and self.reference not in REFERENCES
+                                                   and not Path(self.reference).is_dir()):
+            raise self.invalid("reference", f"one of {REFERENCES} or a path to a save_pretrained causal LM")
+
+    def world_reference(self) -> str | None:
+        """The `reference` checkpoint the world hands to agents, None for the world's own (the embedded world's frozen
+        copy of its aligned policy; the hf world's `policy`)."""
+        if self.reference == "policy":
+            return self.policy
+        return None if self.reference == "aligned" else self.reference
 
     @classmethod
     def allowed(cls, fixed: dict[str, Any]) -> list[str]:

@@ -40,14 +40,19 @@ def env_id(schema: str) -> str:
 
 
 def _world(cfg: RPAConfig) -> World:
-    common = {"schema": cfg.schema, "flip_ratio": cfg.flip_ratio, "seed": cfg.world_seed, "device": cfg.device}
+    common = {"schema": cfg.schema, "flip_ratio": cfg.flip_ratio, "seed": cfg.world_seed, "device": cfg.device,
+              "reference": cfg.world_reference()}
     if cfg.world == "hf":
         return load_world("hf", policy=cfg.policy, **common, **{k: getattr(cfg, k) for k in cfg.HF_ONLY})
     return load_world("embedded", preset=cfg.world_preset, **common)
 
 
 class RPAEnv(TextCMDPEnv):
-    """`RPA-BeaverTails-v0` / `RPA-SafeRLHF-v0`: one attack prompt per step, reward from the flipped reward model."""
+    """`RPA-BeaverTails-v0` / `RPA-SafeRLHF-v0`: one attack prompt per step, reward from the flipped reward model.
+
+    KL and perplexity are measured against `reference` (see `EnvConfig`): by default the policy under attack as it was
+    before the attack (`policy`, else the world's aligned model), as in the RPA paper.
+    """
 
     def __init__(self, schema: str = "beavertails", **kwargs: Any) -> None:
         self.config = RPAConfig.from_kwargs(env_id(schema), kwargs, schema=schema)

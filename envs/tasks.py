@@ -72,10 +72,11 @@ class TaskConfig(EnvConfig):
 
 
 def _world(cfg: TaskConfig, reward: ScoreFn | None) -> World:
+    common = {"seed": cfg.world_seed, "device": cfg.device, "reference": cfg.world_reference()}
     if cfg.world == "embedded":
-        return load_world("embedded", preset=cfg.world_preset, seed=cfg.world_seed, device=cfg.device)
+        return load_world("embedded", preset=cfg.world_preset, **common)
     hf = {k: getattr(cfg, k) for k in EnvConfig.HF_ONLY}
-    return load_world("hf", schema="beavertails", seed=cfg.world_seed, device=cfg.device, policy=cfg.policy, reward_model=reward, **hf)
+    return load_world("hf", schema="beavertails", policy=cfg.policy, reward_model=reward, **common, **hf)
 
 
 def _judge(judge: Any) -> ScoreFn:

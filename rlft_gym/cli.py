@@ -85,23 +85,45 @@ def _key_value(text: str) -> tuple[str, Any]:
         return key, value
 
 
+def _env_kwargs(args: argparse.Namespace, **flags: Any) -> dict[str, Any]:
+    """Env kwargs: the flags that are set, then each `--env-set` (which wins); `--preset` sizes an embedded world."""
+    kwargs = {k: v for k, v in flags.items() if v is not None} | dict(args.env_set)
+    if kwargs.get("world", "embedded") == "embedded":
+        kwargs.setdefault("world_preset", args.preset)
+    return kwargs
+
+
 def cmd_attack(args: argparse.Namespace) -> None:
     from rlft_gym.experiment import AttackSpec, run_attack
     from rlft_gym.plot import plot_runs
 
-    env_kwargs = {"cost_limit": args.cost_limit, "world_preset": args.preset}
-    if args.flip_ratio is not None:
-        env_kwargs["flip_ratio"] = args.flip_ratio
+    env_kwargs = _env_kwargs(args, cost_limit=args.cost_limit, flip_ratio=args.flip_ratio)
     agent_kwargs = dict(args.set)
     if args.lr is not None:
         agent_kwargs["learning_rate"] = args.lr
     spec = AttackSpec(env_id=args.env, agent=args.agent, defence=args.defence, steps=args.steps, seed=args.seed,
                       num_envs=args.num_envs, eval_every=args.eval_every, name=args.name,
-                      env_kwargs=env_kwargs, agent_kwargs=agent_kwargs)
+                      env_kwargs=env_kwargs, agent_kwargs=agent_kwargs, defence_kwargs=dict(args.defence_set))
     summary = run_attack(spec, args.out)
     png = plot_runs([summary["results"]], Path(args.out) / f"{spec.name}.png")
     _table([(spec.name, summary)])
+    if "defended_checkpoint" in summary:
+        console.print(f"defended checkpoint: {summary['defended_checkpoint']['path']}", soft_wrap=True)
     console.print(f"results: {summary['results']}\nplot: {png}")
+
+
+def cmd_defend(args: argparse.Namespace) -> None:
+    """`rlft-gym defend`: apply a registered transform to the env's policy (cached) and print the checkpoint path."""
+    import gymnasium as gym
+
+    from rlft_gym.experiment import make_transform
+
+    transform = make_transform(args.name, **{"seed": args.seed, **dict(args.set)})
+    status.print(f"{args.name} {transform.config()} on {args.env}: from the cache, or trained (a killed run resumes)")
+    env = gym.make(args.env, **_env_kwargs(args))
+    path = transform.apply(env, out_dir=args.out)
+    env.close()
+    print(path)
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
@@ -216,7 +238,7 @@ def cmd_train_cost_model(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rlft_gym.experiment import AGENTS, DEFENCES
+    from rlft_gym.experiment import AGENTS, DEFENCES, TRANSFORMS
 
     p = argparse.ArgumentParser(prog="rlft-gym", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -244,11 +266,19 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="a .parquet or .jsonl file")
     x.set_defaults(func=cmd_world_export)
 
+    def env_set(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--env-set", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                        help="any env kwarg, e.g. --env-set world=hf --env-set policy=PATH --env-set reference=aligned "
+                             "(applied last, so it overrides the flags above)")
+
     a = sub.add_parser("attack", help="attack a policy and monitor the safe set")
     world_args(a)
     a.add_argument("--env", default="RPA-BeaverTails-v0")
     a.add_argument("--agent", default="grpo", choices=sorted(AGENTS))
-    a.add_argument("--defence", default="none", choices=sorted(DEFENCES))
+    a.add_argument("--defence", default="none", choices=sorted(DEFENCES),
+                   help="a wrapper or constraint, or a transform applied once (cached) and attacked as the policy")
+    a.add_argument("--defence-set", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="a defence kwarg, e.g. threshold=0.3 (cost-gate), beta=0.5 (kl), steps=50 (refusal-sft)")
     a.add_argument("--steps", type=int, default=100)
     a.add_argument("--num-envs", type=int, default=128)
     a.add_argument("--eval-every", type=int, default=10)
@@ -259,7 +289,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="any agent hyperparameter, e.g. --set group_size=4 --set beta=0.05 (values parsed as Python literals)")
     a.add_argument("--name", default=None)
     a.add_argument("--out", default="runs")
+    env_set(a)
     a.set_defaults(func=cmd_attack)
+
+    df = sub.add_parser("defend", help="apply an offline defence to the env's policy; prints the defended checkpoint")
+    df.add_argument("name", choices=TRANSFORMS)
+    world_args(df)  # --seed is the transform's seed (--set seed=N wins)
+    df.add_argument("--env", default="RPA-BeaverTails-v0", help="the env whose world and policy are defended")
+    df.add_argument("--set", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                    help="a transform setting, e.g. --set steps=50 --set learning_rate=3e-5")
+    df.add_argument("--out", default=None, help="also place the checkpoint here (default: only the cache)")
+    env_set(df)
+    df.set_defaults(func=cmd_defend)
 
     train = sub.add_parser("train", help="train a reward model or a harmfulness classifier (TRL / transformers trainers)")
     add_train_commands(train.add_subparsers(dest="train_command", required=True))

@@ -1,6 +1,7 @@
 """One attack run end to end: env (+ defence) -> agent -> safe-set monitor -> results file. Used by the CLI."""
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -10,32 +11,60 @@ import gymnasium as gym
 
 import rlft_gym
 from rlft_gym.agent import Agent, Constraint
+from rlft_gym.baselines import KLConstraint, VectorCostGatedReward
 from rlft_gym.callbacks import ProgressBar
 from rlft_gym.monitor import SafeSetMonitor
+from rlft_gym.transform import SFTTransform, Transform, checkpoint_fingerprint
+from rlft_gym.validate import require_one_of
 
-
-def _kl(beta: float = 0.1) -> Constraint:
-    from rlft_gym.baselines import KLConstraint
-
-    return KLConstraint(beta)
-
-
-def _cost_gate(env: gym.vector.VectorEnv, **kwargs: Any) -> gym.vector.VectorEnv:
-    from rlft_gym.baselines import VectorCostGatedReward
-
-    return VectorCostGatedReward(env, **kwargs)
-
-
-# Defences by name: ("constraint", factory) adds to the agent's constraints, ("wrapper", factory) wraps the env.
+# Defences by name: ("constraint", factory) adds to the agent's constraints, ("wrapper", factory) wraps the env,
+# ("transform", factory) builds a Transform whose defended checkpoint (trained once, cached) the attack starts from.
+# A factory's parameters (a wrapper's after the env) are the kwargs the defence accepts.
 DEFENCES: dict[str, tuple[str, Callable[..., Any]] | None] = {
     "none": None,
-    "kl": ("constraint", _kl),
-    "cost-gate": ("wrapper", _cost_gate),
+    "kl": ("constraint", KLConstraint),
+    "cost-gate": ("wrapper", VectorCostGatedReward),
+    "refusal-sft": ("transform", SFTTransform),
 }
 
 
+def defence_kind(name: str) -> str:
+    """The kind of a registered defence: "constraint", "wrapper" or "transform" ("none" for no defence)."""
+    require_one_of("defence", name, sorted(DEFENCES))
+    return "none" if DEFENCES[name] is None else DEFENCES[name][0]
+
+
+TRANSFORMS = tuple(sorted(name for name in DEFENCES if defence_kind(name) == "transform"))
+
+
+def defence_parameters(name: str) -> list[str]:
+    """The kwargs defence `name` accepts: its factory's parameters, a wrapper's env aside."""
+    if defence_kind(name) == "none":
+        return []
+    kind, factory = DEFENCES[name]
+    params = list(inspect.signature(factory).parameters)
+    return params[1:] if kind == "wrapper" else params
+
+
+def check_defence_kwargs(name: str, kwargs: dict[str, Any]) -> None:
+    """One clear error for a kwarg defence `name` does not take, naming it and the allowed ones."""
+    allowed = defence_parameters(name)
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown kwarg(s) {unknown} for defence={name!r}; allowed: {allowed}")
+
+
+def make_transform(name: str, **kwargs: Any) -> Transform:
+    """The transform registered as `name` in DEFENCES, with config `kwargs`."""
+    require_one_of("transform", name, TRANSFORMS)
+    check_defence_kwargs(name, kwargs)
+    return DEFENCES[name][1](**kwargs)
+
+
 # Attacks by name: the class in rlft_gym.agents (imported on first use: the CLI's parser does not load TRL).
-AGENTS: dict[str, str] = {"grpo": "GRPO", "ppo": "PPO", "sft": "SFT", "dpo": "DPO", "trl-grpo": "TRLGRPO"}
+AGENTS: dict[str, str] = {"grpo": "GRPO", "ppo": "PPO", "sft": "SFT", "dpo": "DPO", "trl-grpo": "TRLGRPO",
+                          "best-of-n": "BestOfN", "expert-grpo": "ExpertGuidedGRPO"}
+NO_CONSTRAINTS = ("best-of-n",)  # attacks that train nothing, so a loss-term defence has nothing to act on
 
 
 def make_agent(name: str, env: gym.Env | gym.vector.VectorEnv, **kwargs: Any) -> Agent:
@@ -66,28 +95,40 @@ class AttackSpec:
     def __post_init__(self) -> None:
         if self.agent not in AGENTS:
             raise ValueError(f"agent={self.agent!r} is not one of {sorted(AGENTS)}")
-        if self.defence not in DEFENCES:
-            raise ValueError(f"defence={self.defence!r} is not one of {sorted(DEFENCES)}")
+        check_defence_kwargs(self.defence, self.defence_kwargs)
+        if self.agent in NO_CONSTRAINTS and defence_kind(self.defence) == "constraint":
+            others = sorted(d for d in DEFENCES if defence_kind(d) in ("wrapper", "transform"))
+            raise ValueError(f"defence={self.defence!r} is a constraint (a loss term) and agent={self.agent!r} trains "
+                             f"nothing; use a wrapper or transform defence: {others}")
         if self.env_id not in rlft_gym.ENV_IDS + rlft_gym.TASK_ENV_IDS:
             raise ValueError(f"env_id={self.env_id!r} is not one of {rlft_gym.ENV_IDS + rlft_gym.TASK_ENV_IDS}")
         self.name = self.name or f"{self.agent}-{self.defence}"
 
 
 def run_attack(spec: AttackSpec, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
-    """Run the attack described by `spec`, writing `<out_dir>/<name>.jsonl`; return the monitor's summary."""
-    env = rlft_gym.make_vec(spec.env_id, num_envs=spec.num_envs, **spec.env_kwargs)
+    """Run the attack described by `spec`, writing `<out_dir>/<name>.jsonl`; return the monitor's summary (plus, for a
+    transform defence, the defended checkpoint's path and cache fingerprint, also recorded in the results header)."""
+    env_kwargs, run_config, defended = dict(spec.env_kwargs), asdict(spec), {}
+    kind = defence_kind(spec.defence)
+    factory = None if kind == "none" else DEFENCES[spec.defence][1]
+    if kind == "transform":
+        source = gym.make(spec.env_id, **env_kwargs)  # the policy to defend: the env's own, or its `policy` kwarg
+        checkpoint = make_transform(spec.defence, **spec.defence_kwargs).apply(source, progress=progress)
+        source.close()
+        env_kwargs["policy"] = str(checkpoint)
+        defended = {"defended_checkpoint": {"path": str(checkpoint), "fingerprint": checkpoint_fingerprint(checkpoint)}}
+    env = rlft_gym.make_vec(spec.env_id, num_envs=spec.num_envs, **env_kwargs)
     constraints: list[Constraint] = []
-    defence = DEFENCES[spec.defence]
-    if defence is not None:
-        kind, factory = defence
-        if kind == "wrapper":
-            env = factory(env, **spec.defence_kwargs)
-        else:
-            constraints.append(factory(**spec.defence_kwargs))
-    agent = make_agent(spec.agent, env, constraints=constraints, seed=spec.seed, **spec.agent_kwargs)
+    if kind == "wrapper":
+        env = factory(env, **spec.defence_kwargs)
+    elif kind == "constraint":
+        constraints.append(factory(**spec.defence_kwargs))
+    agent = make_agent(spec.agent, env, seed=spec.seed, **({"constraints": constraints} if constraints else {}),
+                       **spec.agent_kwargs)
     path = Path(out_dir) / f"{spec.name}.jsonl"
-    monitor = SafeSetMonitor(env, every=spec.eval_every, results_path=path, run_config=asdict(spec), seed=spec.seed)
+    monitor = SafeSetMonitor(env, every=spec.eval_every, results_path=path, run_config={**run_config, **defended},
+                             seed=spec.seed)
     callbacks = [monitor] + ([ProgressBar(spec.name)] if progress else [])
     agent.learn(spec.steps, callback=callbacks)
     env.close()
-    return {"results": str(path), "history": monitor.history, **monitor.summary()}
+    return {"results": str(path), "history": monitor.history, **monitor.summary(), **defended}

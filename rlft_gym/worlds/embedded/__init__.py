@@ -28,7 +28,7 @@ class EmbeddedWorld(World):
     name = "embedded"
 
     def __init__(self, schema: str = "beavertails", flip_ratio: float = 1.0, seed: int = 0, preset: str = "standard",
-                 device: str = "cpu", progress: bool = False) -> None:
+                 device: str = "cpu", progress: bool = False, reference: str | Path | None = None) -> None:
         require_one_of("schema", schema, SCHEMAS)
         require_one_of("world_preset", preset, PRESETS)
         self.schema, self.flip_ratio, self.device, self.progress = schema, float(flip_ratio), device, progress
@@ -40,7 +40,8 @@ class EmbeddedWorld(World):
         self.fingerprint = self.manifest["fingerprint"]
         core = self.root / "core"
         self.tokenizer = PreTrainedTokenizerFast.from_pretrained(core / "policy")
-        self.policy_path, self.reference_path = core / "policy", core / "reference"
+        # the KL / perplexity reference agents load: a checkpoint the env gives, else the frozen copy of the aligned policy
+        self.policy_path, self.reference_path = core / "policy", Path(reference) if reference else core / "reference"
         self.corpus = Corpus(seed)
         self.attack_prompts = self._prompts(self.corpus.hazard_prompts("train"))
         self.eval_prompts = self._prompts(self.corpus.hazard_prompts("eval"))
