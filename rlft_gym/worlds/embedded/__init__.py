@@ -64,7 +64,8 @@ class EmbeddedWorld(World):
         if not 0.0 <= flip_ratio <= 1.0:
             raise ValueError(f"flip_ratio={flip_ratio!r} must be in [0, 1]")
         path = self.root / f"reward-{self.schema}-flip{flip_ratio:.3f}"
-        config = {"core": self.fingerprint, "schema": self.schema, "flip_ratio": round(flip_ratio, 3)}
+        # flip_rule 2: the RPA rule of rlft_gym.preferences (every pair with exactly one safe response is a candidate)
+        config = {"core": self.fingerprint, "schema": self.schema, "flip_ratio": round(flip_ratio, 3), "flip_rule": 2}
         cache.ensure(path, config, lambda tmp: build.build_reward_model(tmp, self.root / "core", self.config, self.schema, flip_ratio))
         return path
 
