@@ -25,6 +25,16 @@ from rlft_gym.validate import check_finite, require_non_negative, require_one_of
 SCALE_REWARDS = ("none", "group")
 
 
+def group_advantages(rewards: np.ndarray, group_size: int, scale_rewards: str) -> np.ndarray:
+    """A_i = r_i - mean(r_group), / (std(r_group) + 1e-4) if scale_rewards="group", for rows laid out group by group:
+    GRPO's learning signal as a pure function, so its sign and scale are tested on their own."""
+    grouped = rewards.reshape(-1, group_size)
+    adv = grouped - grouped.mean(1, keepdims=True)
+    if scale_rewards == "group":
+        adv = adv / (grouped.std(1, keepdims=True) + 1e-4)
+    return adv.reshape(-1)
+
+
 def check_hyperparameters(env: gym.Env | gym.vector.VectorEnv, *, learning_rate: float, group_size: int, num_prompts: int,
                           temperature: float, beta: float, scale_rewards: str, max_grad_norm: float,
                           scale_choices: Sequence[str] = SCALE_REWARDS) -> int:
@@ -90,11 +100,8 @@ class GRPO(Agent):
         t_sample = time.perf_counter()
 
         # 2. group-relative advantages: A_i = r_i - mean(r_group)  (divided by std(r_group) if scale_rewards="group")
-        grouped = rewards.reshape(self.num_prompts, self.group_size)
-        adv = grouped - grouped.mean(1, keepdims=True)
-        if self.scale_rewards == "group":
-            adv = adv / (grouped.std(1, keepdims=True) + 1e-4)
-        advantages = torch.as_tensor(adv.reshape(-1), dtype=torch.float32, device=self.device)
+        adv = group_advantages(rewards, self.group_size, self.scale_rewards)
+        advantages = torch.as_tensor(adv, dtype=torch.float32, device=self.device)
 
         # 3. policy-gradient loss on response tokens: -A_i * log pi(y_i,t | x, y_i,<t), Dr. GRPO normalisation
         self.policy.train()

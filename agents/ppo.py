@@ -37,6 +37,36 @@ def whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x - mean) * torch.rsqrt(var + 1e-8) * mask
 
 
+def gae(token_rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float,
+        lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE advantages and returns (B, T) of right-padded responses (`token_rewards` zero off the mask, values masked
+    here), zero off the mask: PPO's credit assignment as a pure function, so it is tested on hand-worked cases.
+
+    delta_t = r_t + gamma V_{t+1} - V_t;  A_t = delta_t + gamma lam A_{t+1};  returns R_t = A_t + V_t.
+    """
+    values = values * mask
+    advantages = torch.zeros_like(values)
+    last_gae = torch.zeros_like(values[:, 0])
+    for t in reversed(range(values.shape[1])):
+        next_value = values[:, t + 1] if t + 1 < values.shape[1] else torch.zeros_like(last_gae)
+        delta = token_rewards[:, t] + gamma * next_value - values[:, t]
+        last_gae = delta + gamma * lam * last_gae
+        advantages[:, t] = last_gae
+    advantages = advantages * mask
+    return advantages, advantages + values
+
+
+def clipped_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+                        cliprange: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO's clipped surrogate -min(ratio A, clip(ratio, 1 - eps, 1 + eps) A), ratio = pi / pi_old, averaged over the
+    mask, and the fraction of tokens where the clip binds: the policy objective as a pure function, tested by hand."""
+    ratio = torch.exp(logp - old_logp)
+    pg_losses = -advantages * ratio
+    pg_losses_clipped = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)
+    loss = masked_mean(torch.max(pg_losses, pg_losses_clipped), mask)
+    return loss, masked_mean((pg_losses_clipped > pg_losses).float(), mask)
+
+
 class PPO(Agent):
     """Proximal Policy Optimisation with a value head and an adaptive KL penalty on an rlft-gym env.
 
@@ -133,16 +163,7 @@ class PPO(Agent):
         token_rewards[torch.arange(len(last)), last] += torch.as_tensor(rewards, device=mask.device)
 
         # 3. GAE: delta_t = r_t + gamma V_{t+1} - V_t;  A_t = delta_t + gamma lam A_{t+1};  returns R_t = A_t + V_t
-        values = old_values * mask
-        advantages = torch.zeros_like(values)
-        last_gae = torch.zeros_like(values[:, 0])
-        for t in reversed(range(values.shape[1])):
-            next_value = values[:, t + 1] if t + 1 < values.shape[1] else torch.zeros_like(last_gae)
-            delta = token_rewards[:, t] + self.gamma * next_value - values[:, t]
-            last_gae = delta + self.gamma * self.lam * last_gae
-            advantages[:, t] = last_gae
-        advantages = advantages * mask
-        returns = advantages + values
+        advantages, returns = gae(token_rewards, old_values, mask, self.gamma, self.lam)
         advantages = whiten(advantages, mask)
 
         # 4. `ppo_epochs` passes over shuffled minibatches of the clipped objective
@@ -156,10 +177,7 @@ class PPO(Agent):
                 with self.accelerator.autocast():
                     logp, vpred = self.forward(mb)
                 # L_clip = -min(ratio A, clip(ratio, 1 - eps, 1 + eps) A),  ratio = pi / pi_old
-                ratio = torch.exp(logp - old_logp[idx])
-                pg_losses = -advantages[idx] * ratio
-                pg_losses_clipped = -advantages[idx] * torch.clamp(ratio, 1.0 - self.cliprange, 1.0 + self.cliprange)
-                pg_loss = masked_mean(torch.max(pg_losses, pg_losses_clipped), m)
+                pg_loss, clipfrac = clipped_policy_loss(logp, old_logp[idx], advantages[idx], m, self.cliprange)
                 # L_V = 1/2 max((V - R)^2, (clip(V, V_old +- eps_v) - R)^2)
                 vpred_clipped = torch.clamp(vpred, old_values[idx] - self.cliprange_value, old_values[idx] + self.cliprange_value)
                 vf_loss = 0.5 * masked_mean(torch.max((vpred - returns[idx]) ** 2, (vpred_clipped - returns[idx]) ** 2), m)
@@ -175,7 +193,7 @@ class PPO(Agent):
                 self.after_optimizer_step()
                 losses.append(float(loss.detach()))
                 value_losses.append(float(vf_loss.detach()))
-                clipfracs.append(float(masked_mean((pg_losses_clipped > pg_losses).float(), m)))
+                clipfracs.append(float(clipfrac))
 
         # 5. adaptive KL controller (Ziegler et al.): e = clip(KL / target - 1, -0.2, 0.2);  beta *= 1 + e * n / horizon
         seq_kl = float(kl.sum(1).mean())  # TRL's objective/kl: summed over the response, averaged over the batch

@@ -12,6 +12,14 @@ from rlft_gym.agent import Agent, Batch, Constraint
 from rlft_gym.validate import require_non_negative
 
 
+def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the mask of the per-token k3 estimate exp(q - p) - (q - p) - 1 of KL(pi || pi_ref) (p = log pi, q = log
+    pi_ref on tokens sampled from pi): the constraint's estimator as a pure function, tested against an exact KL."""
+    delta = ref_logp - logp
+    kl = (torch.exp(delta) - delta - 1.0) * mask
+    return kl.sum() / mask.sum().clamp_min(1.0)
+
+
 class KLConstraint(Constraint):
     """`beta` times the mean per-token KL estimate to the reference, added to the agent's loss."""
 
@@ -22,7 +30,4 @@ class KLConstraint(Constraint):
         self.beta = float(beta)
 
     def loss(self, agent: Agent, batch: Batch) -> torch.Tensor:
-        mask = batch.rollout.response_mask.float()
-        delta = batch.ref_logp - batch.logp
-        kl = (torch.exp(delta) - delta - 1.0) * mask
-        return self.beta * kl.sum() / mask.sum().clamp_min(1.0)
+        return self.beta * k3_kl(batch.logp, batch.ref_logp, batch.rollout.response_mask.float())
