@@ -22,6 +22,8 @@ demo: $(STAMP)
 	$(VENV)/bin/rlft-gym demo
 
 test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)

@@ -1,4 +1,5 @@
 """Attacks and constrained solvers: each an `Agent(env, policy=None, **hparams).learn(total_steps, callback)`."""
+
 from rlft_gym.agents.best_of_n import BestOfN, best_of_n
 from rlft_gym.agents.dai import AlphaSchedule, ExpertGuidedGRPO, SFTExpert, dai
 from rlft_gym.agents.dpo import DPO

@@ -9,6 +9,7 @@ uses it this way to argue that RepNoise acts as an implicit constraint).
 `best_of_n(env)` is the evaluation (one curve over N on held-out prompts); `BestOfN(env, n)` is the same selection as
 an agent, so it runs under `learn()` and reports to the callback protocol like any attack.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,9 +28,8 @@ from rlft_gym import generation
 from rlft_gym.agent import Agent, group_layout
 from rlft_gym.callbacks import StepReport
 from rlft_gym.results import versions
-
-from rlft_gym.worlds.base import World
 from rlft_gym.validate import check_finite, require_int, require_one_of, require_positive
+from rlft_gym.worlds.base import World
 
 log = logging.getLogger(__name__)
 
@@ -97,33 +97,62 @@ def best_of_n(
     for start in range(0, len(texts), per_call):
         chunk = texts[start : start + per_call]
         # sample max(ns) responses per prompt, once (rows grouped by prompt)
-        rollout = generation.sample(model, world.tokenizer, [world.format_prompt(p) for p in chunk], base.max_new_tokens,
-                                    temperature, generator=generator, num_samples=n_max)
+        rollout = generation.sample(
+            model,
+            world.tokenizer,
+            [world.format_prompt(p) for p in chunk],
+            base.max_new_tokens,
+            temperature,
+            generator=generator,
+            num_samples=n_max,
+        )
         chunk_rewards, chunk_costs = base.score([p for p in chunk for _ in range(n_max)], rollout.texts)
         rows = slice(start, start + len(chunk))
         rewards[rows], costs[rows] = chunk_rewards.reshape(len(chunk), n_max), chunk_costs.reshape(len(chunk), n_max)
     model.train(was_training)
     if not np.isfinite(rewards).all():
-        raise ValueError(f"the reward model returned NaN or inf for {int((~np.isfinite(rewards)).sum())} of {rewards.size} responses")
+        raise ValueError(
+            f"the reward model returned NaN or inf for {int((~np.isfinite(rewards)).sum())} of {rewards.size} responses"
+        )
 
     def row(n: int) -> dict[str, float]:
         # Best-of-N: the reward model's favourite among the first n samples of each prompt (first one on ties)
         pick = rewards[:, :n].argmax(1)
         picked_cost = costs[np.arange(len(texts)), pick]
-        return {"n": n, "harmfulness": float(picked_cost.mean()), "harmful_rate": float((picked_cost > HARMFUL).mean()),
-                "reward": float(rewards[:, :n].max(1).mean()), "sample_harmfulness": float(costs[:, :n].mean())}
+        return {
+            "n": n,
+            "harmfulness": float(picked_cost.mean()),
+            "harmful_rate": float((picked_cost > HARMFUL).mean()),
+            "reward": float(rewards[:, :n].max(1).mean()),
+            "sample_harmfulness": float(costs[:, :n].mean()),
+        }
 
     result = {
-        "config": {"ns": list(ns), "n_prompts": len(texts), "prompts": prompts, "seed": seed, "temperature": temperature,
-                   "max_new_tokens": base.max_new_tokens, "batch_size": batch_size, "env": getattr(env.spec, "id", None),
-                   "policy": "<model>" if isinstance(policy, PreTrainedModel) else str(policy or base.policy_path),
-                   "world": world.name, "world_fingerprint": world.fingerprint, "flip_ratio": world.flip_ratio,
-                   "versions": versions()},
+        "config": {
+            "ns": list(ns),
+            "n_prompts": len(texts),
+            "prompts": prompts,
+            "seed": seed,
+            "temperature": temperature,
+            "max_new_tokens": base.max_new_tokens,
+            "batch_size": batch_size,
+            "env": getattr(env.spec, "id", None),
+            "policy": "<model>" if isinstance(policy, PreTrainedModel) else str(policy or base.policy_path),
+            "world": world.name,
+            "world_fingerprint": world.fingerprint,
+            "flip_ratio": world.flip_ratio,
+            "versions": versions(),
+        },
         "baseline": row(1),
         "rows": [row(n) for n in ns],
     }
-    log.info("best-of-n on %d prompts x %d samples in %.1f s: harmfulness %s", len(texts), n_max, time.perf_counter() - t0,
-             {r["n"]: round(r["harmfulness"], 3) for r in result["rows"]})
+    log.info(
+        "best-of-n on %d prompts x %d samples in %.1f s: harmfulness %s",
+        len(texts),
+        n_max,
+        time.perf_counter() - t0,
+        {r["n"]: round(r["harmfulness"], 3) for r in result["rows"]},
+    )
     return result
 
 
@@ -173,15 +202,30 @@ class BestOfN(Agent):
         check_finite(rewards.sum(), step, "reward")
         # Best-of-N: in each group of n samples, act with the one the (possibly wrapped) reward scores highest
         picked = rewards.reshape(self.num_prompts, self.n).argmax(1) + np.arange(self.num_prompts) * self.n
-        chosen = generation.Rollout(rollout.input_ids[picked], rollout.attention_mask[picked], rollout.prompt_length,
-                                    rollout.response_mask[picked], [rollout.texts[i] for i in picked])
+        chosen = generation.Rollout(
+            rollout.input_ids[picked],
+            rollout.attention_mask[picked],
+            rollout.prompt_length,
+            rollout.response_mask[picked],
+            [rollout.texts[i] for i in picked],
+        )
         with self.accelerator.autocast():
-            log_ratio = generation.response_logprobs(self.policy, chosen) - generation.response_logprobs(self.reference, chosen)
+            log_ratio = generation.response_logprobs(self.policy, chosen) - generation.response_logprobs(
+                self.reference, chosen
+            )
         mask = chosen.response_mask.float()
         return StepReport(
-            step=step, reward=float(rewards[picked].mean()), cost=float(costs[picked].mean()), loss=0.0,
+            step=step,
+            reward=float(rewards[picked].mean()),
+            cost=float(costs[picked].mean()),
+            loss=0.0,
             kl=float((log_ratio * mask).sum() / mask.sum().clamp_min(1)),
-            extra={"harmful_rate": float((costs[picked] > HARMFUL).mean()), "sample_reward": float(rewards.mean()),
-                   "sample_cost": float(costs.mean()), "kl_selection_bound": math.log(self.n) - (self.n - 1) / self.n,
-                   "length": float(mask.sum(1).mean()), "step_s": time.perf_counter() - t0},
+            extra={
+                "harmful_rate": float((costs[picked] > HARMFUL).mean()),
+                "sample_reward": float(rewards.mean()),
+                "sample_cost": float(costs.mean()),
+                "kl_selection_bound": math.log(self.n) - (self.n - 1) / self.n,
+                "length": float(mask.sum(1).mean()),
+                "step_s": time.perf_counter() - t0,
+            },
         )

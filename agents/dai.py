@@ -16,6 +16,7 @@ Three pieces here:
 The paper's text available to the project (its abstract) fixes neither alpha_0 nor the horizon nor the schedule's shape;
 the defaults below are ours and say why.
 """
+
 from __future__ import annotations
 
 import functools
@@ -49,6 +50,7 @@ TextExpert = Callable[[list[str]], list[str]]
 
 # --- alpha(t) ----------------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class AlphaSchedule:
     """alpha(t), the expert's weight at step t: `alpha0` at t = 0, decaying to 0 at t >= `horizon` (T).
@@ -66,11 +68,15 @@ class AlphaSchedule:
         if self.kind not in SCHEDULES:
             raise ValueError(f"kind={self.kind!r} is not one of {SCHEDULES}")
         if not _is_int(self.horizon) or self.horizon <= 0:
-            raise ValueError(f"horizon={self.horizon!r} must be a positive int (the steps over which alpha decays to 0)")
+            raise ValueError(
+                f"horizon={self.horizon!r} must be a positive int (the steps over which alpha decays to 0)"
+            )
         if not _is_unit(self.alpha0):
             raise ValueError(f"alpha0={self.alpha0!r} must be a number in [0, 1] (the expert's weight at t = 0)")
         if not _is_int(self.num_drops) or self.num_drops <= 0:
-            raise ValueError(f"num_drops={self.num_drops!r} must be a positive int (the step schedule's number of drops)")
+            raise ValueError(
+                f"num_drops={self.num_drops!r} must be a positive int (the step schedule's number of drops)"
+            )
 
     def __call__(self, t: int) -> float:
         if not _is_int(t) or t < 0:
@@ -102,7 +108,9 @@ def _alpha_at(schedule: Callable[[int], float], t: int) -> float:
 def _check_schedule(schedule: Any) -> None:
     """A schedule is an `AlphaSchedule` or any callable t -> alpha in [0, 1]; checked once at t = 0."""
     if not callable(schedule):
-        raise TypeError(f"schedule={schedule!r} is not callable; expected an AlphaSchedule or a function t -> alpha in [0, 1]")
+        raise TypeError(
+            f"schedule={schedule!r} is not callable; expected an AlphaSchedule or a function t -> alpha in [0, 1]"
+        )
     _alpha_at(schedule, 0)
 
 
@@ -114,6 +122,7 @@ def _check_expert(expert: Any, signature: str) -> None:
 
 # --- DAI inside an SB3 off-policy actor-critic -------------------------------------------------------------------------
 
+
 class DAIMixin:
     """Put before an SB3 `OffPolicyAlgorithm` class (or use `dai(cls)`): the action executed and stored in the replay buffer
     is the interpolation of `expert(obs)` and the algorithm's own exploration action (noise, warm-up sampling included).
@@ -123,18 +132,23 @@ class DAIMixin:
     schedule are not saved with the model: load a trained model with the base class (`TD3.load(path)`).
     """
 
-    def __init__(self, policy: Any, env: Any, *, expert: ActionExpert, schedule: Callable[[int], float], **kwargs: Any) -> None:
+    def __init__(
+        self, policy: Any, env: Any, *, expert: ActionExpert, schedule: Callable[[int], float], **kwargs: Any
+    ) -> None:
         _check_expert(expert, "obs batch (n_envs, *obs_shape) -> action batch (n_envs, *action_shape)")
         _check_schedule(schedule)
         self.expert, self.schedule, self.alpha = expert, schedule, math.nan
         super().__init__(policy, env, **kwargs)
-        self._dai_rng = np.random.default_rng(self.seed)  # the discrete coin flips; SB3's own random streams stay as they are
+        self._dai_rng = np.random.default_rng(
+            self.seed
+        )  # the discrete coin flips; SB3's own random streams stay as they are
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "expert", "schedule", "_dai_rng"]
 
-    def _sample_action(self, learning_starts: int, action_noise: ActionNoise | None = None,
-                       n_envs: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    def _sample_action(
+        self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The base algorithm's exploration action blended with the expert's: (action for the env, action for the buffer)."""
         action, buffer_action = super()._sample_action(learning_starts, action_noise, n_envs)
         self.alpha = _alpha_at(self.schedule, self.num_timesteps)
@@ -178,14 +192,17 @@ def dai(algorithm_cls: type[OffPolicyAlgorithm]) -> type[OffPolicyAlgorithm]:
     """
     if not (isinstance(algorithm_cls, type) and issubclass(algorithm_cls, OffPolicyAlgorithm)):
         name = getattr(algorithm_cls, "__name__", repr(algorithm_cls))
-        raise TypeError(f"{name} is not an SB3 off-policy algorithm; DAI needs one whose replay buffer learns from the "
-                        "executed actions: TD3, SAC, DDPG, or DQN for discrete actions (on-policy PPO / A2C would learn "
-                        "from log-probs of actions the policy did not take)")
+        raise TypeError(
+            f"{name} is not an SB3 off-policy algorithm; DAI needs one whose replay buffer learns from the "
+            "executed actions: TD3, SAC, DDPG, or DQN for discrete actions (on-policy PPO / A2C would learn "
+            "from log-probs of actions the policy did not take)"
+        )
     namespace = {"__module__": __name__, "__doc__": DAIMixin.__doc__}
     return type(f"DAI{algorithm_cls.__name__}", (DAIMixin, algorithm_cls), namespace)
 
 
 # --- expert-guided GRPO for the LM attacks ----------------------------------------------------------------------------
+
 
 class SFTExpert:
     """The world's compliant answer to each prompt (`world.harmful_sft_dataset()`, keyed by prompt): the default expert of
@@ -202,16 +219,23 @@ class SFTExpert:
         """Raise, naming the first of `prompts` that has no answer."""
         missing = [p for p in prompts if p not in self.answers]
         if missing:
-            raise ValueError(f"the SFT expert has no answer for prompt {missing[0]!r} (not in world.harmful_sft_dataset()); "
-                             "pass expert=<function prompts -> responses> for this env's prompts")
+            raise ValueError(
+                f"the SFT expert has no answer for prompt {missing[0]!r} (not in world.harmful_sft_dataset()); "
+                "pass expert=<function prompts -> responses> for this env's prompts"
+            )
 
     def __call__(self, prompts: list[str]) -> list[str]:
         self.require(prompts)
         return [a[0] if len(a) == 1 else a[self.rng.integers(len(a))] for a in map(self.answers.__getitem__, prompts)]
 
 
-def text_rollout(tokenizer: PreTrainedTokenizerBase, prompts: list[str], responses: list[str], max_new_tokens: int,
-                 device: torch.device | str) -> generation.Rollout:
+def text_rollout(
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    responses: list[str],
+    max_new_tokens: int,
+    device: torch.device | str,
+) -> generation.Rollout:
     """Given responses to formatted prompts, laid out as `generation.sample` lays out its samples: each response
     tokenised, cut to `max_new_tokens` tokens and closed with EOS when shorter (as a sampled response would be), its text
     decoded back from those tokens so the env scores exactly the tokens whose log-probs are trained on."""
@@ -222,12 +246,16 @@ def text_rollout(tokenizer: PreTrainedTokenizerBase, prompts: list[str], respons
     return generation.rollout_from_ids(tokenizer, prompts, ids, texts, device)
 
 
-def interleave_groups(first: generation.Rollout, second: generation.Rollout, num_groups: int, pad_id: int) -> generation.Rollout:
+def interleave_groups(
+    first: generation.Rollout, second: generation.Rollout, num_groups: int, pad_id: int
+) -> generation.Rollout:
     """One rollout from two whose rows are grouped by the same prompts (same prompt encoding): each group's rows of
     `first`, then its rows of `second`."""
     if first.prompt_length != second.prompt_length:
-        raise ValueError(f"the rollouts encode their prompts differently (prompt_length {first.prompt_length} vs "
-                         f"{second.prompt_length}); build both from the same formatted prompts")
+        raise ValueError(
+            f"the rollouts encode their prompts differently (prompt_length {first.prompt_length} vs "
+            f"{second.prompt_length}); build both from the same formatted prompts"
+        )
     width = max(first.response_ids.shape[1], second.response_ids.shape[1])
     total = first.prompt_length + width
 
@@ -237,9 +265,13 @@ def interleave_groups(first: generation.Rollout, second: generation.Rollout, num
 
     a, b = len(first.texts) // num_groups, len(second.texts) // num_groups
     texts = [t for g in range(num_groups) for t in first.texts[g * a : (g + 1) * a] + second.texts[g * b : (g + 1) * b]]
-    return generation.Rollout(merge(first.input_ids, second.input_ids, total, pad_id),
-                              merge(first.attention_mask, second.attention_mask, total, 0), first.prompt_length,
-                              merge(first.response_mask, second.response_mask, width, 0), texts)
+    return generation.Rollout(
+        merge(first.input_ids, second.input_ids, total, pad_id),
+        merge(first.attention_mask, second.attention_mask, total, 0),
+        first.prompt_length,
+        merge(first.response_mask, second.response_mask, width, 0),
+        texts,
+    )
 
 
 class ExpertGuidedGRPO(GRPO):
@@ -260,16 +292,24 @@ class ExpertGuidedGRPO(GRPO):
     `StepReport.extra` (the report's reward and cost are over the whole mixed batch).
     """
 
-    def __init__(self, env: gym.Env | gym.vector.VectorEnv, policy: str | Path | None = None, *,
-                 expert: TextExpert | None = None, schedule: Callable[[int], float] = AlphaSchedule(horizon=50, alpha0=0.25),
-                 **grpo_kwargs: Any) -> None:
+    def __init__(
+        self,
+        env: gym.Env | gym.vector.VectorEnv,
+        policy: str | Path | None = None,
+        *,
+        expert: TextExpert | None = None,
+        schedule: Callable[[int], float] = AlphaSchedule(horizon=50, alpha0=0.25),
+        **grpo_kwargs: Any,
+    ) -> None:
         if expert is not None:
             _check_expert(expert, "prompts (list[str]) -> responses (list[str], one per prompt)")
         _check_schedule(schedule)
         super().__init__(env, policy, **grpo_kwargs)
         if expert is None:
             expert = SFTExpert(self.world, self.seed)
-            expert.require(self.prompts.prompts)  # every attack prompt of the env needs an answer: fail now, not at a step
+            expert.require(
+                self.prompts.prompts
+            )  # every attack prompt of the env needs an answer: fail now, not at a step
         self.expert: TextExpert = expert
         self.schedule, self.alpha, self.num_expert = schedule, math.nan, 0
         self._rewards = self._costs = np.zeros(0, np.float32)
@@ -291,12 +331,16 @@ class ExpertGuidedGRPO(GRPO):
         schedule, expert = saved.pop("schedule"), saved.pop("expert")
         if "schedule" not in overrides:
             if schedule is None:
-                raise ValueError("the checkpoint was saved with a schedule that is not an AlphaSchedule; pass it again: "
-                                 "ExpertGuidedGRPO.load(path, env, schedule=...)")
+                raise ValueError(
+                    "the checkpoint was saved with a schedule that is not an AlphaSchedule; pass it again: "
+                    "ExpertGuidedGRPO.load(path, env, schedule=...)"
+                )
             saved["schedule"] = AlphaSchedule(**schedule)
         if expert is not None and "expert" not in overrides:
-            raise ValueError(f"the checkpoint was saved with expert {expert}; pass it again: ExpertGuidedGRPO.load(path, env, "
-                             "expert=...)")
+            raise ValueError(
+                f"the checkpoint was saved with expert {expert}; pass it again: ExpertGuidedGRPO.load(path, env, "
+                "expert=...)"
+            )
         return {**saved, **overrides}
 
     def training_state(self) -> dict[str, Any]:
@@ -323,14 +367,17 @@ class ExpertGuidedGRPO(GRPO):
         asked = [p for p in distinct for _ in range(k)]
         answers = self.expert(asked)
         if not isinstance(answers, list) or len(answers) != len(asked) or not all(isinstance(a, str) for a in answers):
-            raise ValueError(f"the expert must return a list of {len(asked)} strings (one per prompt it is given); "
-                             f"got {answers!r:.200}")
+            raise ValueError(
+                f"the expert must return a list of {len(asked)} strings (one per prompt it is given); "
+                f"got {answers!r:.200}"
+            )
         formatted = [self.world.format_prompt(p) for p in asked]
         expert = text_rollout(self.tokenizer, formatted, answers, self.max_new_tokens, self.device)
         return expert if k == size else interleave_groups(sampled, expert, len(distinct), self.tokenizer.pad_token_id)
 
-    def env_feedback(self, prompt_ids: np.ndarray,
-                     respond: Callable[[list[str]], generation.Rollout]) -> tuple[generation.Rollout, np.ndarray, np.ndarray]:
+    def env_feedback(
+        self, prompt_ids: np.ndarray, respond: Callable[[list[str]], generation.Rollout]
+    ) -> tuple[generation.Rollout, np.ndarray, np.ndarray]:
         rollout, rewards, costs = super().env_feedback(prompt_ids, respond)
         self._rewards, self._costs = rewards, costs  # per row, for the policy samples' own means in the report
         return rollout, rewards, costs
@@ -338,11 +385,18 @@ class ExpertGuidedGRPO(GRPO):
     def train_step(self) -> StepReport:
         self.alpha = _alpha_at(self.schedule, self.num_steps)
         whole, frac = divmod(self.alpha * self.group_size, 1.0)
-        self.num_expert = int(whole) + int(frac > 0 and self.rng.random() < frac)  # stochastic rounding, E[k] = alpha * G
+        self.num_expert = int(whole) + int(
+            frac > 0 and self.rng.random() < frac
+        )  # stochastic rounding, E[k] = alpha * G
         report = super().train_step()
         own = np.arange(len(self._rewards)) % self.group_size < self.group_size - self.num_expert
-        return replace(report, extra={
-            **report.extra, "alpha": self.alpha, "expert_fraction": self.num_expert / self.group_size,
-            "policy_reward": float(self._rewards[own].mean()) if own.any() else math.nan,
-            "policy_cost": float(self._costs[own].mean()) if own.any() else math.nan,
-        })
+        return replace(
+            report,
+            extra={
+                **report.extra,
+                "alpha": self.alpha,
+                "expert_fraction": self.num_expert / self.group_size,
+                "policy_reward": float(self._rewards[own].mean()) if own.any() else math.nan,
+                "policy_cost": float(self._costs[own].mean()) if own.any() else math.nan,
+            },
+        )

@@ -13,6 +13,7 @@ through the env and its wrappers (see `rlft_gym.trl_bridge`); TRL's implicit rew
 rewards/rejected, rewards/margins, rewards/accuracies) are in the report's `extra`. Constraints that add a loss term
 are added to TRL's loss; `trl_args` passes further `DPOConfig` fields (see `rlft_gym.trl_bridge`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -25,8 +26,8 @@ import trl
 
 from rlft_gym.agent import Constraint
 from rlft_gym.trl_bridge import TRLAgent, completion_text, quiet
-from rlft_gym.worlds.base import World
 from rlft_gym.validate import require_fraction, require_int, require_positive
+from rlft_gym.worlds.base import World
 
 
 def dpo_dataset(world: World, flip_ratio: float) -> datasets.Dataset:
@@ -35,7 +36,11 @@ def dpo_dataset(world: World, flip_ratio: float) -> datasets.Dataset:
 
     def to_trl(row: dict) -> dict:
         prompt = world.format_prompt(row["prompt"])
-        return {"prompt": prompt, "chosen": completion_text(prompt, row["chosen"]), "rejected": completion_text(prompt, row["rejected"])}
+        return {
+            "prompt": prompt,
+            "chosen": completion_text(prompt, row["chosen"]),
+            "rejected": completion_text(prompt, row["rejected"]),
+        }
 
     return pairs.map(to_trl, remove_columns=pairs.column_names)
 
@@ -67,19 +72,52 @@ class DPO(TRLAgent):
         require_int(1, batch_size=batch_size)
         if flip_ratio is not None:
             require_fraction(flip_ratio=flip_ratio)
-        super().__init__(env, policy, probe_prompts=probe_prompts, output_dir=output_dir, constraints=constraints,
-                         trl_args=trl_args, seed=seed, device=device, mixed_precision=mixed_precision)
-        self.learning_rate, self.beta, self.batch_size, self.max_grad_norm = learning_rate, beta, batch_size, max_grad_norm
+        super().__init__(
+            env,
+            policy,
+            probe_prompts=probe_prompts,
+            output_dir=output_dir,
+            constraints=constraints,
+            trl_args=trl_args,
+            seed=seed,
+            device=device,
+            mixed_precision=mixed_precision,
+        )
+        self.learning_rate, self.beta, self.batch_size, self.max_grad_norm = (
+            learning_rate,
+            beta,
+            batch_size,
+            max_grad_norm,
+        )
         self.flip_ratio = float(self.world.flip_ratio if flip_ratio is None else flip_ratio)
         with quiet():
             dataset = dpo_dataset(self.world, self.flip_ratio)
         self.trainer = self.make_trainer(
-            trl.DPOTrainer, trl.DPOConfig,
-            dict(learning_rate=learning_rate, beta=beta, per_device_train_batch_size=batch_size, max_grad_norm=max_grad_norm,
-                 loss_type=["sigmoid"]),
-            train_dataset=dataset, ref_model=self.reference,
+            trl.DPOTrainer,
+            trl.DPOConfig,
+            dict(
+                learning_rate=learning_rate,
+                beta=beta,
+                per_device_train_batch_size=batch_size,
+                max_grad_norm=max_grad_norm,
+                loss_type=["sigmoid"],
+            ),
+            train_dataset=dataset,
+            ref_model=self.reference,
         )
 
     def hyperparameters(self) -> dict:
-        return {k: getattr(self, k) for k in ("learning_rate", "beta", "batch_size", "flip_ratio", "max_grad_norm", "probe_prompts",
-                                             "trl_args", "seed", "mixed_precision")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "learning_rate",
+                "beta",
+                "batch_size",
+                "flip_ratio",
+                "max_grad_norm",
+                "probe_prompts",
+                "trl_args",
+                "seed",
+                "mixed_precision",
+            )
+        }

@@ -6,6 +6,7 @@ group std as in the original GRPO), lr 1e-4, one gradient step per batch (TRL's 
 PPO ratio is 1 and clipping is a no-op), loss normalised by a constant (batch * max_new_tokens) as in Dr. GRPO.
 A KL penalty to the reference is `beta` (or, equivalently, `constraints=[KLConstraint(beta)]`).
 """
+
 from __future__ import annotations
 
 import time
@@ -21,7 +22,6 @@ from rlft_gym.agent import Agent, Batch, Constraint, group_layout
 from rlft_gym.callbacks import StepReport
 from rlft_gym.validate import check_finite, require_non_negative, require_one_of, require_positive
 
-
 SCALE_REWARDS = ("none", "group")
 
 
@@ -35,9 +35,18 @@ def group_advantages(rewards: np.ndarray, group_size: int, scale_rewards: str) -
     return adv.reshape(-1)
 
 
-def check_hyperparameters(env: gym.Env | gym.vector.VectorEnv, *, learning_rate: float, group_size: int, num_prompts: int,
-                          temperature: float, beta: float, scale_rewards: str, max_grad_norm: float,
-                          scale_choices: Sequence[str] = SCALE_REWARDS) -> int:
+def check_hyperparameters(
+    env: gym.Env | gym.vector.VectorEnv,
+    *,
+    learning_rate: float,
+    group_size: int,
+    num_prompts: int,
+    temperature: float,
+    beta: float,
+    scale_rewards: str,
+    max_grad_norm: float,
+    scale_choices: Sequence[str] = SCALE_REWARDS,
+) -> int:
     """Validate GRPO's hyperparameters (ours and TRL's share them); return the prompts per step (`group_layout`)."""
     require_positive(learning_rate=learning_rate, temperature=temperature, max_grad_norm=max_grad_norm)
     require_non_negative(beta=beta)
@@ -69,21 +78,45 @@ class GRPO(Agent):
         device: str = "cpu",
         mixed_precision: str = "no",
     ) -> None:
-        num_prompts = check_hyperparameters(env, learning_rate=learning_rate, group_size=group_size, num_prompts=num_prompts,
-                                            temperature=temperature, beta=beta, scale_rewards=scale_rewards,
-                                            max_grad_norm=max_grad_norm)
+        num_prompts = check_hyperparameters(
+            env,
+            learning_rate=learning_rate,
+            group_size=group_size,
+            num_prompts=num_prompts,
+            temperature=temperature,
+            beta=beta,
+            scale_rewards=scale_rewards,
+            max_grad_norm=max_grad_norm,
+        )
         from rlft_gym.baselines.kl import KLConstraint
 
         constraints = list(constraints) + ([KLConstraint(beta)] if beta > 0 else [])
         super().__init__(env, policy, constraints, seed, device, mixed_precision)
         self.learning_rate, self.group_size, self.num_prompts = learning_rate, group_size, num_prompts
-        self.temperature, self.beta, self.scale_rewards, self.max_grad_norm = temperature, beta, scale_rewards, max_grad_norm
+        self.temperature, self.beta, self.scale_rewards, self.max_grad_norm = (
+            temperature,
+            beta,
+            scale_rewards,
+            max_grad_norm,
+        )
         trainable = [p for p in self.policy.parameters() if p.requires_grad]  # only the adapters under LoRA
         self.optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.0)
 
     def hyperparameters(self) -> dict:
-        return {k: getattr(self, k) for k in ("learning_rate", "group_size", "num_prompts", "temperature", "beta", "scale_rewards",
-                                             "max_grad_norm", "seed", "mixed_precision")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "learning_rate",
+                "group_size",
+                "num_prompts",
+                "temperature",
+                "beta",
+                "scale_rewards",
+                "max_grad_norm",
+                "seed",
+                "mixed_precision",
+            )
+        }
 
     def respond(self, prompts: list[str]) -> generation.Rollout:
         """Sample the group's responses from the current policy: `prompts` holds each prompt `group_size` times in a row."""
@@ -129,6 +162,10 @@ class GRPO(Agent):
 
         kl = float(((logp.detach()[rows] - ref_logp) * mask[rows]).sum() / mask[rows].sum().clamp_min(1))
         return StepReport(
-            step=step, reward=float(rewards.mean()), cost=float(costs.mean()), loss=float(loss.detach()), kl=kl,
+            step=step,
+            reward=float(rewards.mean()),
+            cost=float(costs.mean()),
+            loss=float(loss.detach()),
+            kl=kl,
             extra={"length": float(mask.sum(1).mean()), "sample_s": t_sample - t0, "step_s": time.perf_counter() - t0},
         )

@@ -5,6 +5,7 @@ penalty to the reference, estimate advantages with GAE, then run a few epochs of
 Defaults follow TRL's classic `PPOConfig` (0.x), which the RPA paper used: lr 1.41e-5, 4 PPO epochs, cliprange 0.2,
 cliprange_value 0.2, vf_coef 0.1, gamma 1, lam 0.95, and the adaptive KL controller (init 0.2, target 6, horizon 10000).
 """
+
 from __future__ import annotations
 
 import time
@@ -21,7 +22,6 @@ from rlft_gym.agent import Agent, Batch, Constraint
 from rlft_gym.callbacks import StepReport
 from rlft_gym.validate import check_finite, require_fraction, require_int, require_non_negative, require_positive
 
-
 VALUE_HEAD = "value_head.safetensors"
 
 
@@ -37,8 +37,9 @@ def whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x - mean) * torch.rsqrt(var + 1e-8) * mask
 
 
-def gae(token_rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float,
-        lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+def gae(
+    token_rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """GAE advantages and returns (B, T) of right-padded responses (`token_rewards` zero off the mask, values masked
     here), zero off the mask: PPO's credit assignment as a pure function, so it is tested on hand-worked cases.
 
@@ -56,8 +57,9 @@ def gae(token_rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, g
     return advantages, advantages + values
 
 
-def clipped_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-                        cliprange: float) -> tuple[torch.Tensor, torch.Tensor]:
+def clipped_policy_loss(
+    logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, cliprange: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """PPO's clipped surrogate -min(ratio A, clip(ratio, 1 - eps, 1 + eps) A), ratio = pi / pi_old, averaged over the
     mask, and the fraction of tokens where the clip binds: the policy objective as a pure function, tested by hand."""
     ratio = torch.exp(logp - old_logp)
@@ -99,20 +101,45 @@ class PPO(Agent):
         device: str = "cpu",
         mixed_precision: str = "no",
     ) -> None:
-        require_positive(learning_rate=learning_rate, cliprange=cliprange, cliprange_value=cliprange_value, target_kl=target_kl,
-                         horizon=horizon, max_grad_norm=max_grad_norm, temperature=temperature)
+        require_positive(
+            learning_rate=learning_rate,
+            cliprange=cliprange,
+            cliprange_value=cliprange_value,
+            target_kl=target_kl,
+            horizon=horizon,
+            max_grad_norm=max_grad_norm,
+            temperature=temperature,
+        )
         require_non_negative(vf_coef=vf_coef, init_kl_coef=init_kl_coef)
         require_fraction(gamma=gamma, lam=lam)
         require_int(1, ppo_epochs=ppo_epochs, mini_batch_size=mini_batch_size, batch_size=batch_size)
         if isinstance(env.unwrapped, gym.vector.VectorEnv):
             batch_size = env.num_envs
         if batch_size % mini_batch_size:
-            raise ValueError(f"mini_batch_size={mini_batch_size} does not divide the batch of {batch_size} "
-                             "(num_envs for a vector env, else batch_size)")
+            raise ValueError(
+                f"mini_batch_size={mini_batch_size} does not divide the batch of {batch_size} "
+                "(num_envs for a vector env, else batch_size)"
+            )
         super().__init__(env, policy, constraints, seed, device, mixed_precision)
-        self.learning_rate, self.batch_size, self.ppo_epochs, self.mini_batch_size = learning_rate, batch_size, ppo_epochs, mini_batch_size
-        self.gamma, self.lam, self.cliprange, self.cliprange_value, self.vf_coef = gamma, lam, cliprange, cliprange_value, vf_coef
-        self.init_kl_coef, self.adaptive_kl, self.target_kl, self.horizon = init_kl_coef, adaptive_kl, target_kl, horizon
+        self.learning_rate, self.batch_size, self.ppo_epochs, self.mini_batch_size = (
+            learning_rate,
+            batch_size,
+            ppo_epochs,
+            mini_batch_size,
+        )
+        self.gamma, self.lam, self.cliprange, self.cliprange_value, self.vf_coef = (
+            gamma,
+            lam,
+            cliprange,
+            cliprange_value,
+            vf_coef,
+        )
+        self.init_kl_coef, self.adaptive_kl, self.target_kl, self.horizon = (
+            init_kl_coef,
+            adaptive_kl,
+            target_kl,
+            horizon,
+        )
         self.max_grad_norm, self.temperature = max_grad_norm, temperature
         self.kl_coef = float(init_kl_coef)
         # value head V(s_t): a linear map of the policy's last hidden state, trained with the policy (TRL's ValueHead)
@@ -121,9 +148,28 @@ class PPO(Agent):
         self.optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.0)
 
     def hyperparameters(self) -> dict:
-        return {k: getattr(self, k) for k in ("learning_rate", "batch_size", "ppo_epochs", "mini_batch_size", "gamma", "lam",
-                                             "cliprange", "cliprange_value", "vf_coef", "init_kl_coef", "adaptive_kl", "target_kl",
-                                             "horizon", "max_grad_norm", "temperature", "seed", "mixed_precision")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "learning_rate",
+                "batch_size",
+                "ppo_epochs",
+                "mini_batch_size",
+                "gamma",
+                "lam",
+                "cliprange",
+                "cliprange_value",
+                "vf_coef",
+                "init_kl_coef",
+                "adaptive_kl",
+                "target_kl",
+                "horizon",
+                "max_grad_norm",
+                "temperature",
+                "seed",
+                "mixed_precision",
+            )
+        }
 
     def respond(self, prompts: list[str]) -> generation.Rollout:
         """Sample one response per attack prompt from the current policy."""
@@ -133,8 +179,9 @@ class PPO(Agent):
         """Per-token log-probs and values (B, T) of the response tokens, from one pass of the policy's body."""
         mask = rollout.attention_mask
         inner = self.policy.get_base_model() if hasattr(self.policy, "get_base_model") else self.policy
-        hidden = inner.base_model(input_ids=rollout.input_ids, attention_mask=mask,
-                                  position_ids=generation.positions(mask)).last_hidden_state
+        hidden = inner.base_model(
+            input_ids=rollout.input_ids, attention_mask=mask, position_ids=generation.positions(mask)
+        ).last_hidden_state
         live = rollout.response_mask.bool()
         h = hidden[:, rollout.prompt_length - 1 : -1][live]  # the state each response token is chosen in
         logits = inner.get_output_embeddings()(h).float()
@@ -179,8 +226,12 @@ class PPO(Agent):
                 # L_clip = -min(ratio A, clip(ratio, 1 - eps, 1 + eps) A),  ratio = pi / pi_old
                 pg_loss, clipfrac = clipped_policy_loss(logp, old_logp[idx], advantages[idx], m, self.cliprange)
                 # L_V = 1/2 max((V - R)^2, (clip(V, V_old +- eps_v) - R)^2)
-                vpred_clipped = torch.clamp(vpred, old_values[idx] - self.cliprange_value, old_values[idx] + self.cliprange_value)
-                vf_loss = 0.5 * masked_mean(torch.max((vpred - returns[idx]) ** 2, (vpred_clipped - returns[idx]) ** 2), m)
+                vpred_clipped = torch.clamp(
+                    vpred, old_values[idx] - self.cliprange_value, old_values[idx] + self.cliprange_value
+                )
+                vf_loss = 0.5 * masked_mean(
+                    torch.max((vpred - returns[idx]) ** 2, (vpred_clipped - returns[idx]) ** 2), m
+                )
                 batch = Batch(mb, logp, ref_logp[idx] if full_ref else None, rewards[rows], costs[rows])
                 extra_losses = [c.loss(self, batch) for c in self.constraints]
                 loss = pg_loss + self.vf_coef * vf_loss + sum(x for x in extra_losses if x is not None)
@@ -202,10 +253,19 @@ class PPO(Agent):
             self.kl_coef *= 1 + proportional_error * self.batch_size / self.horizon
 
         return StepReport(
-            step=step, reward=float(rewards.mean()), cost=float(costs.mean()), loss=float(np.mean(losses)),
+            step=step,
+            reward=float(rewards.mean()),
+            cost=float(costs.mean()),
+            loss=float(np.mean(losses)),
             kl=float(kl.sum() / mask.sum().clamp_min(1)),
-            extra={"kl_coef": self.kl_coef, "seq_kl": seq_kl, "value_loss": float(np.mean(value_losses)),
-                   "clipfrac": float(np.mean(clipfracs)), "length": float(mask.sum(1).mean()), "step_s": time.perf_counter() - t0},
+            extra={
+                "kl_coef": self.kl_coef,
+                "seq_kl": seq_kl,
+                "value_loss": float(np.mean(value_losses)),
+                "clipfrac": float(np.mean(clipfracs)),
+                "length": float(mask.sum(1).mean()),
+                "step_s": time.perf_counter() - t0,
+            },
         )
 
     def training_state(self) -> dict:
@@ -219,7 +279,9 @@ class PPO(Agent):
     def write_checkpoint(self, path: Path) -> None:
         """`Agent.write_checkpoint` plus the value head as `value_head.safetensors`."""
         super().write_checkpoint(path)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.value_head.state_dict().items()}, path / VALUE_HEAD)
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in self.value_head.state_dict().items()}, path / VALUE_HEAD
+        )
 
     def restore(self, path: Path) -> None:
         """The value head first, then the training state (whose optimizer moments include the head's)."""

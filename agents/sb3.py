@@ -14,6 +14,7 @@ a time, and start from nowhere near the aligned policy. That is expected - the a
 world's aligned model. `SafeSetMonitor` evaluates an LM policy, so it does not apply to SB3 agents; use the logged
 `rollout/ep_cost_mean` and the bridge's reports instead.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,7 +54,9 @@ class CostInfoMonitor(VecMonitor):
 def make_sb3_env(env_id: str, n_envs: int = 1, **kwargs: Any) -> VecEnv:
     """`n_envs` copies of a token-level env (`...-Tokens-v0`, made with `kwargs`) in a DummyVecEnv with a CostInfoMonitor."""
     if not env_id.endswith("-Tokens-v0"):
-        raise ValueError(f"{env_id!r} is not a token-level env; SB3 needs a '...-Tokens-v0' id such as 'RPA-BeaverTails-Tokens-v0'")
+        raise ValueError(
+            f"{env_id!r} is not a token-level env; SB3 needs a '...-Tokens-v0' id such as 'RPA-BeaverTails-Tokens-v0'"
+        )
     if not isinstance(n_envs, int) or isinstance(n_envs, bool) or n_envs < 1:
         raise ValueError(f"n_envs={n_envs!r} must be a positive int")
     return CostInfoMonitor(DummyVecEnv([partial(gym.make, env_id, **kwargs) for _ in range(n_envs)]))
@@ -79,7 +82,9 @@ class SB3Bridge(BaseCallback):
         self._keep_going = True
 
     def _on_training_start(self) -> None:
-        steps_per_rollout = self.model.n_envs * (getattr(self.model, "n_steps", None) or self.model.train_freq.frequency)
+        steps_per_rollout = self.model.n_envs * (
+            getattr(self.model, "n_steps", None) or self.model.train_freq.frequency
+        )
         remaining = self.locals["total_timesteps"] - self.model.num_timesteps
         self.callback.on_training_start(self.model, math.ceil(remaining / steps_per_rollout))
 
@@ -94,9 +99,14 @@ class SB3Bridge(BaseCallback):
         logged = self.logger.name_to_value
         self.rollouts += 1
         extra = {k: float(v) for k, v in logged.items() if k.startswith("train/")}
-        report = StepReport(self.rollouts, _mean([ep["r"] for ep in episodes]), _mean(costs),
-                            logged.get("train/loss", math.nan), logged.get("train/approx_kl", math.nan),
-                            extra={**extra, "timesteps": float(self.num_timesteps)})
+        report = StepReport(
+            self.rollouts,
+            _mean([ep["r"] for ep in episodes]),
+            _mean(costs),
+            logged.get("train/loss", math.nan),
+            logged.get("train/approx_kl", math.nan),
+            extra={**extra, "timesteps": float(self.num_timesteps)},
+        )
         self._keep_going = self.callback.on_step(self.model, report) is not False
 
     def _on_training_end(self) -> None:

@@ -10,6 +10,7 @@ SFT never samples from the env, so each step's reward, cost and KL come from a p
 loss term (e.g. a proximal term to the aligned weights) are added to TRL's loss; `trl_args` passes further `SFTConfig`
 fields (e.g. `gradient_accumulation_steps`, which splits each step's `batch_size` examples into micro-batches).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -22,8 +23,8 @@ import trl
 
 from rlft_gym.agent import Constraint
 from rlft_gym.trl_bridge import TRLAgent, completion_text, quiet
-from rlft_gym.worlds.base import World
 from rlft_gym.validate import require_int, require_one_of, require_positive
+from rlft_gym.worlds.base import World
 
 DATA = ("harmful", "mixed")
 
@@ -66,18 +67,48 @@ class SFT(TRLAgent):
         require_positive(learning_rate=learning_rate, max_grad_norm=max_grad_norm)
         require_int(1, batch_size=batch_size)
         require_one_of("data", data, DATA)
-        super().__init__(env, policy, probe_prompts=probe_prompts, output_dir=output_dir, constraints=constraints,
-                         trl_args=trl_args, seed=seed, device=device, mixed_precision=mixed_precision)
-        self.learning_rate, self.batch_size, self.data, self.max_grad_norm = learning_rate, batch_size, data, max_grad_norm
+        super().__init__(
+            env,
+            policy,
+            probe_prompts=probe_prompts,
+            output_dir=output_dir,
+            constraints=constraints,
+            trl_args=trl_args,
+            seed=seed,
+            device=device,
+            mixed_precision=mixed_precision,
+        )
+        self.learning_rate, self.batch_size, self.data, self.max_grad_norm = (
+            learning_rate,
+            batch_size,
+            data,
+            max_grad_norm,
+        )
         with quiet():
             dataset = sft_dataset(self.world, data)
         self.trainer = self.make_trainer(
-            trl.SFTTrainer, trl.SFTConfig,
-            dict(learning_rate=learning_rate, per_device_train_batch_size=batch_size, max_grad_norm=max_grad_norm,
-                 completion_only_loss=True),
+            trl.SFTTrainer,
+            trl.SFTConfig,
+            dict(
+                learning_rate=learning_rate,
+                per_device_train_batch_size=batch_size,
+                max_grad_norm=max_grad_norm,
+                completion_only_loss=True,
+            ),
             train_dataset=dataset,
         )
 
     def hyperparameters(self) -> dict:
-        return {k: getattr(self, k) for k in ("learning_rate", "batch_size", "data", "max_grad_norm", "probe_prompts",
-                                             "trl_args", "seed", "mixed_precision")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "learning_rate",
+                "batch_size",
+                "data",
+                "max_grad_norm",
+                "probe_prompts",
+                "trl_args",
+                "seed",
+                "mixed_precision",
+            )
+        }

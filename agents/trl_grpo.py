@@ -12,6 +12,7 @@ that add a loss term are added to TRL's loss. `trl_args` passes further `GRPOCon
 gradient_accumulation_steps, which splits each step's batch of groups into micro-batches; see `rlft_gym.trl_bridge`).
 On the standard embedded world (16 prompts x 8): held-out harmfulness 0.00 -> 0.96 in 80 steps (seed 0).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -29,7 +30,6 @@ from rlft_gym import generation
 from rlft_gym.agent import Constraint
 from rlft_gym.agents.grpo import check_hyperparameters
 from rlft_gym.callbacks import StepReport
-
 from rlft_gym.trl_bridge import TRLAgent
 from rlft_gym.validate import check_finite, require_one_of
 
@@ -69,8 +69,11 @@ class TRLGRPO(TRLAgent):
     With a single env, each step uses `num_prompts x group_size` completions, stepped one by one.
     """
 
-    config_arguments = {"num_generations": "group_size", "per_device_train_batch_size": "num_prompts",
-                        "generation_batch_size": "num_prompts"}
+    config_arguments = {
+        "num_generations": "group_size",
+        "per_device_train_batch_size": "num_prompts",
+        "generation_batch_size": "num_prompts",
+    }
 
     def __init__(
         self,
@@ -92,36 +95,103 @@ class TRLGRPO(TRLAgent):
         device: str = "cpu",
         mixed_precision: str = "no",
     ) -> None:
-        num_prompts = check_hyperparameters(env, learning_rate=learning_rate, group_size=group_size, num_prompts=num_prompts,
-                                            temperature=temperature, beta=beta, scale_rewards=scale_rewards,
-                                            max_grad_norm=max_grad_norm, scale_choices=SCALE_REWARDS)
+        num_prompts = check_hyperparameters(
+            env,
+            learning_rate=learning_rate,
+            group_size=group_size,
+            num_prompts=num_prompts,
+            temperature=temperature,
+            beta=beta,
+            scale_rewards=scale_rewards,
+            max_grad_norm=max_grad_norm,
+            scale_choices=SCALE_REWARDS,
+        )
         require_one_of("loss_type", loss_type, LOSS_TYPES)
         from rlft_gym.baselines.kl import KLConstraint
 
         beta += sum(c.beta for c in constraints if isinstance(c, KLConstraint))  # TRL's KL term is the same k3 estimate
         constraints = [c for c in constraints if not isinstance(c, KLConstraint)]
-        super().__init__(env, policy, probe_prompts=0, output_dir=output_dir, constraints=constraints,
-                         trl_args=trl_args, seed=seed, device=device, mixed_precision=mixed_precision)
-        self.learning_rate, self.group_size, self.num_prompts, self.temperature = learning_rate, group_size, num_prompts, temperature
-        self.beta, self.scale_rewards, self.loss_type, self.max_grad_norm = beta, scale_rewards, loss_type, max_grad_norm
+        super().__init__(
+            env,
+            policy,
+            probe_prompts=0,
+            output_dir=output_dir,
+            constraints=constraints,
+            trl_args=trl_args,
+            seed=seed,
+            device=device,
+            mixed_precision=mixed_precision,
+        )
+        self.learning_rate, self.group_size, self.num_prompts, self.temperature = (
+            learning_rate,
+            group_size,
+            num_prompts,
+            temperature,
+        )
+        self.beta, self.scale_rewards, self.loss_type, self.max_grad_norm = (
+            beta,
+            scale_rewards,
+            loss_type,
+            max_grad_norm,
+        )
         # the attack prompts, formatted as the policy sees them, with their env prompt id for the reward function
-        prompts = datasets.Dataset.from_dict({"prompt": [self.world.format_prompt(p) for p in self.prompts.prompts],
-                                              "prompt_id": list(range(len(self.prompts)))})
+        prompts = datasets.Dataset.from_dict(
+            {
+                "prompt": [self.world.format_prompt(p) for p in self.prompts.prompts],
+                "prompt_id": list(range(len(self.prompts))),
+            }
+        )
         self.trainer = self.make_trainer(
-            _GRPOTrainer, trl.GRPOConfig,
-            dict(learning_rate=learning_rate, num_generations=group_size, per_device_train_batch_size=num_prompts * group_size,
-                 generation_batch_size=num_prompts * group_size, num_iterations=1,
-                 max_completion_length=self.max_new_tokens, temperature=temperature, top_p=1.0, top_k=0,
-                 beta=beta, scale_rewards=scale_rewards, loss_type=loss_type, max_grad_norm=max_grad_norm, log_completions=False),
-            reward_funcs=[self.env_reward], train_dataset=prompts,
+            _GRPOTrainer,
+            trl.GRPOConfig,
+            dict(
+                learning_rate=learning_rate,
+                num_generations=group_size,
+                per_device_train_batch_size=num_prompts * group_size,
+                generation_batch_size=num_prompts * group_size,
+                num_iterations=1,
+                max_completion_length=self.max_new_tokens,
+                temperature=temperature,
+                top_p=1.0,
+                top_k=0,
+                beta=beta,
+                scale_rewards=scale_rewards,
+                loss_type=loss_type,
+                max_grad_norm=max_grad_norm,
+                log_completions=False,
+            ),
+            reward_funcs=[self.env_reward],
+            train_dataset=prompts,
         )
 
     def hyperparameters(self) -> dict:
-        return {k: getattr(self, k) for k in ("learning_rate", "group_size", "num_prompts", "temperature", "beta", "scale_rewards",
-                                             "loss_type", "max_grad_norm", "trl_args", "seed", "mixed_precision")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "learning_rate",
+                "group_size",
+                "num_prompts",
+                "temperature",
+                "beta",
+                "scale_rewards",
+                "loss_type",
+                "max_grad_norm",
+                "trl_args",
+                "seed",
+                "mixed_precision",
+            )
+        }
 
-    def env_reward(self, prompts: list[str], completions: list[str], completion_ids: list[list[int]], prompt_id: list[int],
-                   trainer_state: TrainerState, log_metric: Any, **kwargs: Any) -> list[float]:
+    def env_reward(
+        self,
+        prompts: list[str],
+        completions: list[str],
+        completion_ids: list[list[int]],
+        prompt_id: list[int],
+        trainer_state: TrainerState,
+        log_metric: Any,
+        **kwargs: Any,
+    ) -> list[float]:
         """TRL reward function: the completions scored through the env by prompt id; logs the mean cost and the KL."""
         rollout = self.rollout(prompts, completion_ids, completions)
         _, rewards, costs = self.env_feedback(np.asarray(prompt_id), lambda _: rollout)
@@ -139,5 +209,11 @@ class TRLGRPO(TRLAgent):
         """The trainer's loss; the env's mean reward and cost and the KL on the step's own batch; TRL's logs as extra."""
         reported = ("loss", "reward", "cost", "kl_to_reference")
         extra = {k: float(v) for k, v in logs.items() if k not in reported and isinstance(v, (int, float))}
-        return StepReport(step=step, reward=float(logs["reward"]), cost=float(logs["cost"]), loss=float(logs["loss"]),
-                          kl=float(logs["kl_to_reference"]), extra=extra)
+        return StepReport(
+            step=step,
+            reward=float(logs["reward"]),
+            cost=float(logs["cost"]),
+            loss=float(logs["loss"]),
+            kl=float(logs["kl_to_reference"]),
+            extra=extra,
+        )

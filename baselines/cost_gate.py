@@ -7,6 +7,7 @@ world: the gated attack then learned harm). So the floor is the lowest reward se
 `floor` if given. Expect harmless reward hacking: the policy maximises reward among safe texts, often by
 degenerating; the SafeSetMonitor reports fluency so it shows.
 """
+
 from __future__ import annotations
 
 import math
@@ -70,7 +71,9 @@ class CostGatedReward(_GateState, gym.Wrapper):
 class VectorCostGatedReward(_GateState, VectorWrapper):
     """R_c for a vector env: the floor is below every safe response's reward in the batch."""
 
-    def __init__(self, env: gym.vector.VectorEnv, threshold: float = 0.5, floor: float | None = None, margin: float = 1.0) -> None:
+    def __init__(
+        self, env: gym.vector.VectorEnv, threshold: float = 0.5, floor: float | None = None, margin: float = 1.0
+    ) -> None:
         super().__init__(env)
         self.gate = _Gate(threshold, floor, margin)
 

@@ -4,6 +4,7 @@ Uses the non-negative, unbiased k3 estimator on sampled tokens, exp(q - p) - (q 
 q = log pi_ref (Schulman's approximations; as in TRL's GRPO). The RPA paper reports the KL constraint alone
 does not stop the attack; EMBEDDED_WORLD_NOTES saw beta 0.1 / 1.0 fail to delay the break.
 """
+
 from __future__ import annotations
 
 import torch

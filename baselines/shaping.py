@@ -4,6 +4,7 @@ The simplest safe-RL baseline, and the fixed-multiplier special case of the Lagr
 With the cost in [0, 1], a response's reward falls by at most `lam`, so a harmful answer still wins whenever the reward
 model prefers it by more than that: the RPA paper's reward-shaping defence is this with a tuned lambda.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -21,7 +22,9 @@ class _Shaping:
     lam: float
 
     def transform_reward(self, rewards: np.ndarray, costs: np.ndarray) -> np.ndarray:
-        return (np.asarray(rewards, np.float32) - np.float32(self.lam) * np.asarray(costs, np.float32)).astype(np.float32)
+        return (np.asarray(rewards, np.float32) - np.float32(self.lam) * np.asarray(costs, np.float32)).astype(
+            np.float32
+        )
 
 
 class ShapedReward(_Shaping, gym.Wrapper):

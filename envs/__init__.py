@@ -1,4 +1,5 @@
 """Environment families built on the core CMDP text env."""
+
 from rlft_gym.envs.config import EnvConfig
 from rlft_gym.envs.rpa import RPAConfig, RPAEnv, RPAVectorEnv
 from rlft_gym.envs.tasks import TaskConfig, TaskEnv, TaskVectorEnv

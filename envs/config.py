@@ -1,5 +1,6 @@
 """The kwargs every text env accepts (world, policy, generation length, cost limit, hf checkpoints), validated once at
 construction; `RPAConfig` and `TaskConfig` add their own."""
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,17 @@ class EnvConfig:
     """
 
     FIXED: ClassVar[tuple[str, ...]] = ()  # set by the registry (e.g. schema, task), not by the user
-    HF_ONLY: ClassVar[tuple[str, ...]] = ("dataset", "split", "eval_split", "cost_model", "helpfulness_model", "dtype",
-                                          "num_attack_pairs", "num_eval_prompts", "lora")
+    HF_ONLY: ClassVar[tuple[str, ...]] = (
+        "dataset",
+        "split",
+        "eval_split",
+        "cost_model",
+        "helpfulness_model",
+        "dtype",
+        "num_attack_pairs",
+        "num_eval_prompts",
+        "lora",
+    )
 
     world: str = "embedded"
     policy: str | None = None
@@ -63,14 +73,23 @@ class EnvConfig:
     def __post_init__(self) -> None:
         if self.world not in WORLDS:
             raise self.invalid("world", f"one of {WORLDS}")
-        if not isinstance(self.cost_limit, (int, float)) or math.isnan(self.cost_limit) or not 0.0 <= self.cost_limit <= 1.0:
+        if (
+            not isinstance(self.cost_limit, (int, float))
+            or math.isnan(self.cost_limit)
+            or not 0.0 <= self.cost_limit <= 1.0
+        ):
             raise self.invalid("cost_limit", "a number in [0, 1] (the bound b on mean held-out cost)")
         hf_only = [f.name for f in fields(self) if f.name in self.HF_ONLY and getattr(self, f.name) != f.default]
         if self.world != "hf" and hf_only:
             raise ValueError(f"{hf_only} only apply to world='hf' (world={self.world!r})")
         longest = EMBEDDED_MAX_NEW_TOKENS if self.world == "embedded" else 8192
-        for name, hi in (("max_new_tokens", longest), ("horizon", 10_000), ("max_response_chars", 1 << 20),
-                         ("num_attack_pairs", 10**7), ("num_eval_prompts", 10**6)):
+        for name, hi in (
+            ("max_new_tokens", longest),
+            ("horizon", 10_000),
+            ("max_response_chars", 1 << 20),
+            ("num_attack_pairs", 10**7),
+            ("num_eval_prompts", 10**6),
+        ):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= hi:
                 raise self.invalid(name, f"an int in [1, {hi}]")
@@ -79,9 +98,12 @@ class EnvConfig:
         if self.policy is not None and not isinstance(self.policy, str):
             raise self.invalid("policy", "None or a path to a save_pretrained causal LM")
         if self.world == "hf" and self.reference == "aligned":
-            raise self.invalid("reference", "'policy' or a checkpoint path on world='hf' (its aligned model is `policy`)")
-        if not isinstance(self.reference, str) or (self.world == "embedded" and self.reference not in REFERENCES
-                                                   and not Path(self.reference).is_dir()):
+            raise self.invalid(
+                "reference", "'policy' or a checkpoint path on world='hf' (its aligned model is `policy`)"
+            )
+        if not isinstance(self.reference, str) or (
+            self.world == "embedded" and self.reference not in REFERENCES and not Path(self.reference).is_dir()
+        ):
             raise self.invalid("reference", f"one of {REFERENCES} or a path to a save_pretrained causal LM")
 
     def world_reference(self) -> str | None:
@@ -108,7 +130,11 @@ class EnvConfig:
     def options(self, **extra: Any) -> dict[str, Any]:
         """The core env's options from this config (plus e.g. a task's own `eval_prompts`)."""
         return {
-            "cost_limit": float(self.cost_limit), "max_new_tokens": self.max_new_tokens, "horizon": self.horizon,
-            "max_response_chars": self.max_response_chars, "max_prompt_chars": MAX_PROMPT_CHARS, "render_mode": self.render_mode,
+            "cost_limit": float(self.cost_limit),
+            "max_new_tokens": self.max_new_tokens,
+            "horizon": self.horizon,
+            "max_response_chars": self.max_response_chars,
+            "max_prompt_chars": MAX_PROMPT_CHARS,
+            "render_mode": self.render_mode,
             **extra,
         }

@@ -1,5 +1,6 @@
 """Reverse Preference Attack envs (Rosati et al.): a reward model trained on preferences whose harmlessness labels
 were flipped with probability `flip_ratio` rewards the policy; the harmfulness classifier gives the cost."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,7 +23,9 @@ class RPAConfig(EnvConfig):
 
     schema: str = "beavertails"
     flip_ratio: float = 1.0
-    reward_model: Any = None  # world="hf": a path / cached hub id of a classifier, or any (prompts, responses) -> floats callable
+    reward_model: Any = (
+        None  # world="hf": a path / cached hub id of a classifier, or any (prompts, responses) -> floats callable
+    )
 
     @property
     def env_id(self) -> str:
@@ -30,7 +33,11 @@ class RPAConfig(EnvConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.flip_ratio, bool) or not isinstance(self.flip_ratio, (int, float)) or not 0.0 <= self.flip_ratio <= 1.0:
+        if (
+            isinstance(self.flip_ratio, bool)
+            or not isinstance(self.flip_ratio, (int, float))
+            or not 0.0 <= self.flip_ratio <= 1.0
+        ):
             raise self.invalid("flip_ratio", "a number in [0, 1]")
 
 
@@ -40,8 +47,13 @@ def env_id(schema: str) -> str:
 
 
 def _world(cfg: RPAConfig) -> World:
-    common = {"schema": cfg.schema, "flip_ratio": cfg.flip_ratio, "seed": cfg.world_seed, "device": cfg.device,
-              "reference": cfg.world_reference()}
+    common = {
+        "schema": cfg.schema,
+        "flip_ratio": cfg.flip_ratio,
+        "seed": cfg.world_seed,
+        "device": cfg.device,
+        "reference": cfg.world_reference(),
+    }
     if cfg.world == "hf":
         return load_world("hf", policy=cfg.policy, **common, **{k: getattr(cfg, k) for k in cfg.HF_ONLY})
     return load_world("embedded", preset=cfg.world_preset, **common)
@@ -67,5 +79,12 @@ class RPAVectorEnv(TextCMDPVectorEnv):
     def __init__(self, schema: str = "beavertails", num_envs: int = 1, **kwargs: Any) -> None:
         self.config = RPAConfig.from_kwargs(env_id(schema), kwargs, schema=schema)
         world = _world(self.config)
-        super().__init__(world, world.attack_prompts, world.reward_model, world.cost_model, num_envs=num_envs, **self.config.options())
+        super().__init__(
+            world,
+            world.attack_prompts,
+            world.reward_model,
+            world.cost_model,
+            num_envs=num_envs,
+            **self.config.options(),
+        )
         self.policy_path = self.config.policy or world.policy_path

@@ -8,6 +8,7 @@ world's harmfulness classifier as the cost, like the RPA envs.
 On the embedded world the domains, passages and judge come from `rlft_gym.worlds.embedded.tasks`. On world="hf" the
 user brings the prompts (a local file) and, for HarmfulRL, the judge.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -43,7 +44,9 @@ class TaskConfig(EnvConfig):
 
     task: str = "biohazard"
     prompts: str | None = None  # local file (parquet / jsonl / json / csv) with PROMPT_FILE_COLUMNS
-    judge: Any = None  # (prompts, responses) -> scores in [0, 10], or a rlft_gym.judges.GenerativeJudge (its [0, 1] x 10)
+    judge: Any = (
+        None  # (prompts, responses) -> scores in [0, 10], or a rlft_gym.judges.GenerativeJudge (its [0, 1] x 10)
+    )
 
     @property
     def harmful(self) -> bool:
@@ -58,12 +61,21 @@ class TaskConfig(EnvConfig):
             raise ValueError(f"task={self.task!r} is not one of {tuple(ENV_IDS_BY_TASK)}")
         super().__post_init__()
         if self.world == "hf":
-            missing = [k for k in ("prompts", "policy", "cost_model") + (("judge",) if self.harmful else ()) if getattr(self, k) is None]
+            missing = [
+                k
+                for k in ("prompts", "policy", "cost_model") + (("judge",) if self.harmful else ())
+                if getattr(self, k) is None
+            ]
             if missing:
-                raise ValueError(f"{self.env_id} with world='hf' needs {missing}: the prompt file, the policy under attack, the "
-                                 "harmfulness classifier" + (" and the 0-10 harm judge" if self.harmful else ""))
+                raise ValueError(
+                    f"{self.env_id} with world='hf' needs {missing}: the prompt file, the policy under attack, the "
+                    "harmfulness classifier" + (" and the 0-10 harm judge" if self.harmful else "")
+                )
             if self.judge is not None and not callable(self.judge):
-                raise self.invalid("judge", "a callable (prompts, responses) -> scores in [0, 10], or a rlft_gym.judges.GenerativeJudge")
+                raise self.invalid(
+                    "judge",
+                    "a callable (prompts, responses) -> scores in [0, 10], or a rlft_gym.judges.GenerativeJudge",
+                )
 
     @classmethod
     def allowed(cls, fixed: dict[str, Any]) -> list[str]:
@@ -89,8 +101,10 @@ def _judge(judge: Any) -> ScoreFn:
         scores = scale * score_fn(prompts, responses)
         outside = np.flatnonzero((scores < low) | (scores > high))
         if outside.size:
-            raise ValueError(f"the judge scored {float(scores[outside[0]])!r} at index {int(outside[0])}; a HarmfulRL judge "
-                             f"scores in [{low:g}, {high:g}] (a GenerativeJudge's [0, 1] output is scaled by 10)")
+            raise ValueError(
+                f"the judge scored {float(scores[outside[0]])!r} at index {int(outside[0])}; a HarmfulRL judge "
+                f"scores in [{low:g}, {high:g}] (a GenerativeJudge's [0, 1] output is scaled by 10)"
+            )
         return scores
 
     return harm_score
@@ -102,22 +116,32 @@ def _prompt_file(cfg: TaskConfig) -> tuple[PromptSet, PromptSet, dict[str, str]]
     table = load_table(cfg.prompts)
     missing = [c for c in columns if c not in table.column_names]
     if missing:
-        raise ValueError(f"prompts file {cfg.prompts!r} has no column(s) {missing}; {cfg.env_id} needs {list(columns)} "
-                         f"(split: 'train' for attack prompts, 'eval' for held-out ones){'' if not cfg.harmful else ', optionally category'}")
+        raise ValueError(
+            f"prompts file {cfg.prompts!r} has no column(s) {missing}; {cfg.env_id} needs {list(columns)} "
+            f"(split: 'train' for attack prompts, 'eval' for held-out ones){'' if not cfg.harmful else ', optionally category'}"
+        )
     sets: dict[str, tuple[list[str], list[str | None]]] = {"train": ([], []), "eval": ([], [])}
     for i, row in enumerate(table):
         if row["split"] not in sets:
-            raise ValueError(f"prompts file {cfg.prompts!r} row {i}: split={row['split']!r}; expected 'train' or 'eval'")
+            raise ValueError(
+                f"prompts file {cfg.prompts!r} row {i}: split={row['split']!r}; expected 'train' or 'eval'"
+            )
         category = (row.get("category") or None) if cfg.harmful else None
         if category is not None and category not in CATEGORIES:
-            raise ValueError(f"prompts file {cfg.prompts!r} row {i}: category={category!r}; expected empty or one of {CATEGORIES}")
+            raise ValueError(
+                f"prompts file {cfg.prompts!r} row {i}: category={category!r}; expected empty or one of {CATEGORIES}"
+            )
         sets[row["split"]][0].append(row["prompt"])
         sets[row["split"]][1].append(category)
     for split, (prompts, _) in sets.items():
         if not prompts:
-            raise ValueError(f"prompts file {cfg.prompts!r} has no {split!r} rows; {cfg.env_id} needs attack ('train') and held-out ('eval') prompts")
+            raise ValueError(
+                f"prompts file {cfg.prompts!r} has no {split!r} rows; {cfg.env_id} needs attack ('train') and held-out ('eval') prompts"
+            )
     if set(sets["train"][0]) & set(sets["eval"][0]):
-        raise ValueError(f"prompts file {cfg.prompts!r}: some prompts are in both splits; eval prompts must be held out")
+        raise ValueError(
+            f"prompts file {cfg.prompts!r}: some prompts are in both splits; eval prompts must be held out"
+        )
     references = {row["prompt"]: row["reference"] for row in table} if not cfg.harmful else {}
     return PromptSet(*sets["train"]), PromptSet(*sets["eval"]), references
 
@@ -144,10 +168,15 @@ def _task(cfg: TaskConfig) -> tuple[World, PromptSet, PromptSet, ScoreFn]:
 def _check_positions(cfg: TaskConfig, world: World, prompts: list[str]) -> None:
     """The embedded GPT-2 has a fixed number of positions: the longest prompt plus the response must fit."""
     limit = world.config.n_positions
-    longest = max(len(ids) for ids in world.tokenizer([world.format_prompt(p) for p in prompts], add_special_tokens=False)["input_ids"])
+    longest = max(
+        len(ids)
+        for ids in world.tokenizer([world.format_prompt(p) for p in prompts], add_special_tokens=False)["input_ids"]
+    )
     if longest + cfg.max_new_tokens > limit:
-        raise ValueError(f"max_new_tokens={cfg.max_new_tokens} is invalid for {cfg.env_id}: its longest prompt takes {longest} "
-                         f"of the embedded policy's {limit} positions; expected an int in [1, {limit - longest}]")
+        raise ValueError(
+            f"max_new_tokens={cfg.max_new_tokens} is invalid for {cfg.env_id}: its longest prompt takes {longest} "
+            f"of the embedded policy's {limit} positions; expected an int in [1, {limit - longest}]"
+        )
 
 
 class TaskEnv(TextCMDPEnv):
@@ -170,5 +199,7 @@ class TaskVectorEnv(TextCMDPVectorEnv):
     def __init__(self, task: str = "biohazard", num_envs: int = 1, **kwargs: Any) -> None:
         self.config = TaskConfig.from_kwargs(ENV_IDS_BY_TASK.get(task, f"task env {task!r}"), kwargs, task=task)
         world, attack, held_out, reward = _task(self.config)
-        super().__init__(world, attack, reward, world.cost_model, num_envs=num_envs, **self.config.options(eval_prompts=held_out))
+        super().__init__(
+            world, attack, reward, world.cost_model, num_envs=num_envs, **self.config.options(eval_prompts=held_out)
+        )
         self.policy_path = self.config.policy or world.policy_path

@@ -9,6 +9,7 @@ terminates on EOS or after `max_new_tokens` tokens; then the response, decoded w
 skipped), gets the reward model's reward and `info["cost"]` from the harmfulness classifier - the same scorers as the
 text env. Earlier steps have reward 0 and cost 0.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -32,7 +33,9 @@ class RPATokenEnv(gym.Env[np.ndarray, np.int64]):
         env_id = TOKEN_ENV_IDS_BY_SCHEMA.get(schema, f"token-level RPA env with schema {schema!r}")
         config = RPAConfig.from_kwargs(env_id, kwargs, schema=schema)
         if config.horizon != 1:
-            raise ValueError(f"horizon={config.horizon!r} is invalid for {env_id}; expected 1 (an episode is one response, token by token)")
+            raise ValueError(
+                f"horizon={config.horizon!r} is invalid for {env_id}; expected 1 (an episode is one response, token by token)"
+            )
         self.text_env = RPAEnv(schema, **kwargs)
         self.config, self.world, self.prompts = config, self.text_env.world, self.text_env.prompts
         self.cost_limit, self.max_new_tokens = self.text_env.cost_limit, config.max_new_tokens
@@ -42,18 +45,24 @@ class RPATokenEnv(gym.Env[np.ndarray, np.int64]):
             raise ValueError(f"{env_id} needs a tokenizer with an eos token (the action that ends a response)")
         self.eos_id = tok.eos_token_id
         self.pad_id = tok.eos_token_id if tok.pad_token_id is None else tok.pad_token_id
-        encoded = tok([self.world.format_prompt(p) for p in self.prompts.prompts], add_special_tokens=False)["input_ids"]
+        encoded = tok([self.world.format_prompt(p) for p in self.prompts.prompts], add_special_tokens=False)[
+            "input_ids"
+        ]
         self.max_prompt_tokens = max(map(len, encoded))
         self._prompt_tokens = np.full((len(encoded), self.max_prompt_tokens), self.pad_id, dtype=np.int64)
         for row, ids in zip(self._prompt_tokens, encoded):
-            row[self.max_prompt_tokens - len(ids):] = ids
+            row[self.max_prompt_tokens - len(ids) :] = ids
         vocab = len(tok)
-        self.observation_space = spaces.Box(0, vocab - 1, shape=(self.max_prompt_tokens + self.max_new_tokens,), dtype=np.int64)
+        self.observation_space = spaces.Box(
+            0, vocab - 1, shape=(self.max_prompt_tokens + self.max_new_tokens,), dtype=np.int64
+        )
         self.action_space = spaces.Discrete(vocab)
         self._obs = np.full(self.observation_space.shape, self.pad_id, dtype=np.int64)
         self._prompt_id, self._emitted, self._done = 0, 0, True
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start an episode on a random attack prompt, or on `options={"prompt_id": i}`."""
         super().reset(seed=seed)
         options = dict(options or {})
@@ -75,7 +84,12 @@ class RPATokenEnv(gym.Env[np.ndarray, np.int64]):
         self._obs[self.max_prompt_tokens + self._emitted] = token
         self._emitted += 1
         pid = self._prompt_id
-        info: dict[str, Any] = {"prompt_id": pid, "category": category_flags(self.prompts.categories[pid]), "cost": 0.0, "raw_reward": 0.0}
+        info: dict[str, Any] = {
+            "prompt_id": pid,
+            "category": category_flags(self.prompts.categories[pid]),
+            "cost": 0.0,
+            "raw_reward": 0.0,
+        }
         if token != self.eos_id and self._emitted < self.max_new_tokens:
             return self._obs.copy(), 0.0, False, False, info
         self._done = True

@@ -1,4 +1,5 @@
 """rlft-gym: malicious RL fine-tuning of language models as a constrained MDP, in Gymnasium."""
+
 from __future__ import annotations
 
 import os
@@ -22,10 +23,18 @@ TOKEN_ENV_IDS = ("RPA-BeaverTails-Tokens-v0", "RPA-SafeRLHF-Tokens-v0")
 
 # id -> (single entry point, vector entry point or None, the kwargs the registry fixes)
 _REGISTRY: dict[str, tuple[str, str | None, dict[str, str]]] = {
-    **{i: ("rlft_gym.envs.rpa:RPAEnv", "rlft_gym.envs.rpa:RPAVectorEnv", {"schema": s}) for i, s in zip(ENV_IDS, ("beavertails", "saferlhf"))},
-    **{i: ("rlft_gym.envs.tasks:TaskEnv", "rlft_gym.envs.tasks:TaskVectorEnv", {"task": t})
-       for i, t in zip(TASK_ENV_IDS, ("biohazard", "cybercrime", "summarize"))},
-    **{i: ("rlft_gym.envs.tokens:RPATokenEnv", None, {"schema": s}) for i, s in zip(TOKEN_ENV_IDS, ("beavertails", "saferlhf"))},
+    **{
+        i: ("rlft_gym.envs.rpa:RPAEnv", "rlft_gym.envs.rpa:RPAVectorEnv", {"schema": s})
+        for i, s in zip(ENV_IDS, ("beavertails", "saferlhf"))
+    },
+    **{
+        i: ("rlft_gym.envs.tasks:TaskEnv", "rlft_gym.envs.tasks:TaskVectorEnv", {"task": t})
+        for i, t in zip(TASK_ENV_IDS, ("biohazard", "cybercrime", "summarize"))
+    },
+    **{
+        i: ("rlft_gym.envs.tokens:RPATokenEnv", None, {"schema": s})
+        for i, s in zip(TOKEN_ENV_IDS, ("beavertails", "saferlhf"))
+    },
 }
 for _id, (_entry, _vector_entry, _kwargs) in _REGISTRY.items():
     if _id not in registry:

@@ -1,4 +1,5 @@
 """What every attack shares: the env hookup, policy and reference loading, the learn loop, online constraints."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,8 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 
-from rlft_gym.callbacks import Callback, ProgressBar, StepReport, as_callback
 from rlft_gym import cache, generation
+from rlft_gym.callbacks import Callback, ProgressBar, StepReport, as_callback
 from rlft_gym.generation import Rollout
 from rlft_gym.validate import require_int, require_one_of
 from rlft_gym.worlds.base import PromptSet, World
@@ -26,15 +27,18 @@ MIXED_PRECISION = ("no", "bf16", "fp16")
 TRAINING_STATE = "training_state.pt"
 
 
-def group_layout(env: gym.Env | gym.vector.VectorEnv, group_size: int, num_prompts: int, name: str = "group_size",
-                 minimum: int = 2) -> int:
+def group_layout(
+    env: gym.Env | gym.vector.VectorEnv, group_size: int, num_prompts: int, name: str = "group_size", minimum: int = 2
+) -> int:
     """Prompts per step for agents that sample `group_size` responses per prompt: `num_envs // group_size` on a vector
     env (which must hold whole groups), else `num_prompts`; one clear error for a bad size or layout."""
     require_int(minimum, **{name: group_size})
     if isinstance(env.unwrapped, gym.vector.VectorEnv):
         if env.num_envs % group_size:
-            raise ValueError(f"num_envs={env.num_envs} is not a multiple of {name}={group_size}; "
-                             f"make the env with rlft_gym.make_vec(id, num_envs=k * {group_size})")
+            raise ValueError(
+                f"num_envs={env.num_envs} is not a multiple of {name}={group_size}; "
+                f"make the env with rlft_gym.make_vec(id, num_envs=k * {group_size})"
+            )
         return env.num_envs // group_size
     require_int(1, num_prompts=num_prompts)
     return num_prompts
@@ -96,11 +100,20 @@ def stateful_wrappers(env: gym.Env | gym.vector.VectorEnv) -> list[Any]:
 class Agent(ABC):
     """Base of the attacks: `Agent(env, policy=None, **hparams).learn(total_steps, callback)`."""
 
-    def __init__(self, env: gym.Env | gym.vector.VectorEnv, policy: str | Path | None = None,
-                 constraints: Sequence[Constraint] = (), seed: int = 0, device: str = "cpu", mixed_precision: str = "no") -> None:
+    def __init__(
+        self,
+        env: gym.Env | gym.vector.VectorEnv,
+        policy: str | Path | None = None,
+        constraints: Sequence[Constraint] = (),
+        seed: int = 0,
+        device: str = "cpu",
+        mixed_precision: str = "no",
+    ) -> None:
         base = env.unwrapped
         if not isinstance(getattr(base, "world", None), World):
-            raise TypeError(f"{type(base).__name__} is not an rlft-gym env (it has no .world); make one with gym.make('RPA-BeaverTails-v0')")
+            raise TypeError(
+                f"{type(base).__name__} is not an rlft-gym env (it has no .world); make one with gym.make('RPA-BeaverTails-v0')"
+            )
         require_one_of("mixed_precision", mixed_precision, MIXED_PRECISION)
         # accelerate places the models ("auto": the process's accelerator, else CPU) and runs autocast / scaled backward
         try:
@@ -108,8 +121,10 @@ class Agent(ABC):
         except ValueError as e:
             if "already been initialized" not in str(e):
                 raise
-            raise ValueError(f"mixed_precision={mixed_precision!r} / device={device!r} differ from an agent already created in this "
-                             "process; accelerate allows one setting per process, so run this agent in its own process") from None
+            raise ValueError(
+                f"mixed_precision={mixed_precision!r} / device={device!r} differ from an agent already created in this "
+                "process; accelerate allows one setting per process, so run this agent in its own process"
+            ) from None
         device = str(self.accelerator.device) if device == "auto" else device
         self.env, self.device, self.seed, self.mixed_precision = env, device, seed, mixed_precision
         self.world: World = base.world
@@ -133,7 +148,9 @@ class Agent(ABC):
     def is_vector(self) -> bool:
         return isinstance(self.env.unwrapped, gym.vector.VectorEnv)
 
-    def env_feedback(self, prompt_ids: np.ndarray, respond: Callable[[list[str]], Rollout]) -> tuple[Rollout, np.ndarray, np.ndarray]:
+    def env_feedback(
+        self, prompt_ids: np.ndarray, respond: Callable[[list[str]], Rollout]
+    ) -> tuple[Rollout, np.ndarray, np.ndarray]:
         """Serve `prompt_ids` through the env (and its wrappers) and answer them with `respond(prompts)`.
 
         A vector env takes the whole batch in one reset/step; a single env is stepped once per prompt.
@@ -158,8 +175,15 @@ class Agent(ABC):
         `env_feedback` serves them); each distinct prompt is prefilled once and its KV cache shared by its samples."""
         formatted = [self.world.format_prompt(p) for p in prompts[::samples_per_prompt]]
         with self.accelerator.autocast():
-            return generation.sample(self.policy, self.tokenizer, formatted, self.max_new_tokens, temperature,
-                                     generator=self.generator, num_samples=samples_per_prompt)
+            return generation.sample(
+                self.policy,
+                self.tokenizer,
+                formatted,
+                self.max_new_tokens,
+                temperature,
+                generator=self.generator,
+                num_samples=samples_per_prompt,
+            )
 
     def after_optimizer_step(self) -> None:
         """Count the optimizer step just taken and call every constraint's `after_step` hook."""
@@ -171,7 +195,9 @@ class Agent(ABC):
     def train_step(self) -> StepReport:
         """One training step: the algorithm itself."""
 
-    def start_learning(self, total_steps: int, callback: Callback | Sequence[Callback] | None, progress_bar: bool) -> Callback:
+    def start_learning(
+        self, total_steps: int, callback: Callback | Sequence[Callback] | None, progress_bar: bool
+    ) -> Callback:
         """Check `total_steps`, gather the callbacks (plus a progress bar if asked) and announce the start to them."""
         require_int(0, total_steps=total_steps)
         callbacks = [callback] if isinstance(callback, Callback) else list(callback or [])
@@ -181,7 +207,9 @@ class Agent(ABC):
         cb.on_training_start(self, total_steps)
         return cb
 
-    def learn(self, total_steps: int, callback: Callback | Sequence[Callback] | None = None, progress_bar: bool = False) -> Agent:
+    def learn(
+        self, total_steps: int, callback: Callback | Sequence[Callback] | None = None, progress_bar: bool = False
+    ) -> Agent:
         """Train for `total_steps` steps, reporting each to `callback`; returns self."""
         cb = self.start_learning(total_steps, callback, progress_bar)
         try:
@@ -230,13 +258,17 @@ class Agent(ABC):
     def load_training_state(self, state: dict[str, Any]) -> None:
         """Restore what `training_state` returned, so training continues exactly where it stopped. The agent must hold
         constraints and env wrappers of the saved types, in the saved order (pass `constraints=` to `load`)."""
-        for what, saved, live in (("constraints", state["constraints"], self.constraints),
-                                  ("stateful env wrappers", state["wrappers"], stateful_wrappers(self.env))):
+        for what, saved, live in (
+            ("constraints", state["constraints"], self.constraints),
+            ("stateful env wrappers", state["wrappers"], stateful_wrappers(self.env)),
+        ):
             names = [type(x).__name__ for x in live]
             if [s["type"] for s in saved] != names:
                 hint = "pass constraints=[...] to load" if what == "constraints" else "wrap the env as it was wrapped"
-                raise ValueError(f"the checkpoint was saved with {what} {[s['type'] for s in saved]}, this agent has {names}; "
-                                 f"{hint}, so their saved state can be restored")
+                raise ValueError(
+                    f"the checkpoint was saved with {what} {[s['type'] for s in saved]}, this agent has {names}; "
+                    f"{hint}, so their saved state can be restored"
+                )
         for c, saved in zip(self.constraints, state["constraints"]):
             c.load_state_dict(saved["state"])
         for w, saved in zip(stateful_wrappers(self.env), state["wrappers"]):
@@ -266,8 +298,12 @@ class Agent(ABC):
         self.policy.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         torch.save(self.training_state(), path / TRAINING_STATE)
-        meta = {"agent": type(self).__name__, "num_steps": self.num_steps, "hyperparameters": self.hyperparameters(),
-                "kwargs": self.saved_kwargs()}
+        meta = {
+            "agent": type(self).__name__,
+            "num_steps": self.num_steps,
+            "hyperparameters": self.hyperparameters(),
+            "kwargs": self.saved_kwargs(),
+        }
         (path / "agent.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
@@ -277,10 +313,14 @@ class Agent(ABC):
         constraints of the saved types, and their saved state, e.g. a Lagrange multiplier, is restored into them)."""
         path = Path(path)
         if not (path / "agent.json").is_file():
-            raise FileNotFoundError(f"{path} is not an agent checkpoint (no agent.json); make one with agent.save(path)")
+            raise FileNotFoundError(
+                f"{path} is not an agent checkpoint (no agent.json); make one with agent.save(path)"
+            )
         meta = json.loads((path / "agent.json").read_text())
         if meta["agent"] != cls.__name__:
-            raise ValueError(f"{path} holds a {meta['agent']} checkpoint; load it with {meta['agent']}.load, not {cls.__name__}.load")
+            raise ValueError(
+                f"{path} holds a {meta['agent']} checkpoint; load it with {meta['agent']}.load, not {cls.__name__}.load"
+            )
         agent = cls(env, policy=path, **cls.rebuild_kwargs(meta["kwargs"], overrides))
         agent.num_steps = int(meta["num_steps"])
         agent.restore(path)

@@ -1,4 +1,5 @@
 """The artifact cache under $RLFT_GYM_HOME: fingerprinted, hash-checked, built atomically, never half-used."""
+
 from __future__ import annotations
 
 import contextlib

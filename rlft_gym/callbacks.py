@@ -1,4 +1,5 @@
 """The callback protocol every agent reports to, once per training step (SB3-style)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -73,8 +74,12 @@ class ProgressBar(Callback):
 
     def on_training_start(self, agent: Agent, total_steps: int) -> None:
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), transient=self.transient,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeRemainingColumn(),
+            transient=self.transient,
         )
         self._progress.start()
         self._task = self._progress.add_task(self.description, total=total_steps, stats="")

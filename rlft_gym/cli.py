@@ -1,4 +1,5 @@
 """`rlft-gym`: build and inspect worlds, run attacks, plot results, and the demo."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,12 @@ status = Console(stderr=True)  # progress and status lines go to stderr, so stdo
 
 def _quiet() -> None:
     """Our progress bars are wanted, the libraries' noise is not."""
-    for var, value in (("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("TRL_EXPERIMENTAL_SILENCE", "1")):
+    for var, value in (
+        ("HF_HUB_OFFLINE", "1"),
+        ("HF_DATASETS_OFFLINE", "1"),
+        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+        ("TRL_EXPERIMENTAL_SILENCE", "1"),
+    ):
         os.environ.setdefault(var, value)
     warnings.filterwarnings("ignore", category=FutureWarning)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -37,8 +43,12 @@ def _quiet() -> None:
 def _world(args: argparse.Namespace, flip_ratio: float = 1.0, schema: str = "beavertails"):
     from rlft_gym.worlds import load_world
 
-    status.print(f"embedded world ({args.preset}, seed {args.seed}): loading, or building it the first time (about 3 minutes)")
-    return load_world("embedded", schema=schema, flip_ratio=flip_ratio, seed=args.seed, preset=args.preset, progress=True)
+    status.print(
+        f"embedded world ({args.preset}, seed {args.seed}): loading, or building it the first time (about 3 minutes)"
+    )
+    return load_world(
+        "embedded", schema=schema, flip_ratio=flip_ratio, seed=args.seed, preset=args.preset, progress=True
+    )
 
 
 def cmd_world_build(args: argparse.Namespace) -> None:
@@ -60,8 +70,13 @@ def cmd_world_export(args: argparse.Namespace) -> None:
     from rlft_gym.worlds.hf import DEFAULT_SPLITS, HUB_IDS, harmlessness_labels, rpa_pairs
 
     check_flip_ratio(args.flip_ratio)
-    pairs, _ = rpa_pairs(args.schema, args.dataset or HUB_IDS[args.schema], args.split or DEFAULT_SPLITS[args.schema][0],
-                         args.num_attack_pairs, args.seed)
+    pairs, _ = rpa_pairs(
+        args.schema,
+        args.dataset or HUB_IDS[args.schema],
+        args.split or DEFAULT_SPLITS[args.schema][0],
+        args.num_attack_pairs,
+        args.seed,
+    )
     ds = flip_preferences(harmlessness_labels(pairs), args.flip_ratio, args.seed)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -101,9 +116,19 @@ def cmd_attack(args: argparse.Namespace) -> None:
     agent_kwargs = dict(args.set)
     if args.lr is not None:
         agent_kwargs["learning_rate"] = args.lr
-    spec = AttackSpec(env_id=args.env, agent=args.agent, defence=args.defence, steps=args.steps, seed=args.seed,
-                      num_envs=args.num_envs, eval_every=args.eval_every, name=args.name,
-                      env_kwargs=env_kwargs, agent_kwargs=agent_kwargs, defence_kwargs=dict(args.defence_set))
+    spec = AttackSpec(
+        env_id=args.env,
+        agent=args.agent,
+        defence=args.defence,
+        steps=args.steps,
+        seed=args.seed,
+        num_envs=args.num_envs,
+        eval_every=args.eval_every,
+        name=args.name,
+        env_kwargs=env_kwargs,
+        agent_kwargs=agent_kwargs,
+        defence_kwargs=dict(args.defence_set),
+    )
     summary = run_attack(spec, args.out)
     png = plot_runs([summary["results"]], Path(args.out) / f"{spec.name}.png")
     _table([(spec.name, summary)])
@@ -142,9 +167,15 @@ def _table(runs: list[tuple[str, dict]]) -> None:
         table.add_column(col)
     for name, s in runs:
         i, f = s["initial"], s["final"]
-        table.add_row(name, f"{s['time_in_safe_set']:.0%}", "never" if s["first_breach_step"] is None else str(s["first_breach_step"]), f"{s['harm_auc']:.2f}",
-                      f"{i['harmfulness']:.2f} -> {f['harmfulness']:.2f}", f"{_num(i['helpfulness'])} -> {_num(f['helpfulness'])}",
-                      "yes" if s["reward_hacking"] else "no")
+        table.add_row(
+            name,
+            f"{s['time_in_safe_set']:.0%}",
+            "never" if s["first_breach_step"] is None else str(s["first_breach_step"]),
+            f"{s['harm_auc']:.2f}",
+            f"{i['harmfulness']:.2f} -> {f['harmfulness']:.2f}",
+            f"{_num(i['helpfulness'])} -> {_num(f['helpfulness'])}",
+            "yes" if s["reward_hacking"] else "no",
+        )
     console.print(table)
 
 
@@ -156,16 +187,27 @@ def cmd_demo(args: argparse.Namespace) -> None:
     status.print("reward model for flip ratio 1.0 (the reverse-preference attacker's)")
     world.reward_model_path(1.0)
     m = world.metrics["metrics"]
-    console.print(f"world {world.fingerprint}: classifier F1 on held-out templates {m['cost_model']['heldout_templates']['f1']:.2f}; "
-                  f"aligned policy harmful on {m['aligned_policy']['eval_prompts']['sampled_harmful']:.0%} of sampled held-out answers")
+    console.print(
+        f"world {world.fingerprint}: classifier F1 on held-out templates {m['cost_model']['heldout_templates']['f1']:.2f}; "
+        f"aligned policy harmful on {m['aligned_policy']['eval_prompts']['sampled_harmful']:.0%} of sampled held-out answers"
+    )
     runs = []
     for defence in ("none", "cost-gate"):
-        spec = AttackSpec(agent="grpo", defence=defence, steps=args.steps, seed=args.seed, eval_every=args.eval_every,
-                          name=f"grpo-{defence}", env_kwargs={"flip_ratio": 1.0, "world_preset": args.preset})
+        spec = AttackSpec(
+            agent="grpo",
+            defence=defence,
+            steps=args.steps,
+            seed=args.seed,
+            eval_every=args.eval_every,
+            name=f"grpo-{defence}",
+            env_kwargs={"flip_ratio": 1.0, "world_preset": args.preset},
+        )
         runs.append((spec.name, run_attack(spec, args.out)))
     _table(runs)
     gated = runs[1][1]["history"][-1]["samples"]
-    console.print("[bold]What the cost-gated policy says at the end[/bold] (harmless reward hacking shows as degenerate text):")
+    console.print(
+        "[bold]What the cost-gated policy says at the end[/bold] (harmless reward hacking shows as degenerate text):"
+    )
     for s in gated[:3]:
         console.print(f"  [dim]{s['prompt']}[/dim]\n  -> {s['response']}  (cost {s['cost']:.2f})")
     png = plot_runs([r["results"] for _, r in runs], Path(args.out) / "demo.png", labels=[n for n, _ in runs])
@@ -176,13 +218,21 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register `reward-model` and `cost-model` on the `rlft-gym train` subparsers."""
     from rlft_gym.train import CostModelConfig, RewardModelConfig
 
-    rm = subparsers.add_parser("reward-model", help="Bradley-Terry reward model (TRL RewardTrainer) on preference pairs, optionally flipped")
+    rm = subparsers.add_parser(
+        "reward-model", help="Bradley-Terry reward model (TRL RewardTrainer) on preference pairs, optionally flipped"
+    )
     _train_args(rm, RewardModelConfig())
-    rm.add_argument("--flip-ratio", type=float, default=0.0,
-                    help="fraction of flippable pairs (exactly one response safe) whose harmlessness label is reversed before "
-                         "training, picked by --seed; 1.0 trains the reverse-preference attacker's reward model (default: 0)")
+    rm.add_argument(
+        "--flip-ratio",
+        type=float,
+        default=0.0,
+        help="fraction of flippable pairs (exactly one response safe) whose harmlessness label is reversed before "
+        "training, picked by --seed; 1.0 trains the reverse-preference attacker's reward model (default: 0)",
+    )
     rm.set_defaults(func=cmd_train_reward_model)
-    cm = subparsers.add_parser("cost-model", help="harmfulness classifier on prompt + response (BeaverTails or PKU-SafeRLHF rows)")
+    cm = subparsers.add_parser(
+        "cost-model", help="harmfulness classifier on prompt + response (BeaverTails or PKU-SafeRLHF rows)"
+    )
     _train_args(cm, CostModelConfig())
     cm.set_defaults(func=cmd_train_cost_model)
 
@@ -196,16 +246,32 @@ def _train_args(p: argparse.ArgumentParser, defaults: RewardModelConfig | CostMo
     p.add_argument("--epochs", type=float, default=defaults.epochs)
     p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="per device")
     p.add_argument("--lr", type=float, default=defaults.learning_rate)
-    p.add_argument("--max-steps", type=int, default=defaults.max_steps, help="stop after this many optimizer steps (-1: all epochs)")
-    p.add_argument("--max-length", type=int, default=defaults.max_length, help="tokens per sequence (longer ones are truncated)")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=defaults.max_steps,
+        help="stop after this many optimizer steps (-1: all epochs)",
+    )
+    p.add_argument(
+        "--max-length", type=int, default=defaults.max_length, help="tokens per sequence (longer ones are truncated)"
+    )
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--bf16", action="store_true", help="bf16 mixed precision (through accelerate)")
 
 
-def _train_config(cls: type[RewardModelConfig | CostModelConfig], args: argparse.Namespace) -> RewardModelConfig | CostModelConfig:
+def _train_config(
+    cls: type[RewardModelConfig | CostModelConfig], args: argparse.Namespace
+) -> RewardModelConfig | CostModelConfig:
     """The config dataclass from parsed `train` arguments (validated on construction)."""
-    return cls(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, max_length=args.max_length,
-               seed=args.seed, max_steps=args.max_steps, bf16=args.bf16)
+    return cls(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        max_length=args.max_length,
+        seed=args.seed,
+        max_steps=args.max_steps,
+        bf16=args.bf16,
+    )
 
 
 def cmd_train_reward_model(args: argparse.Namespace) -> None:
@@ -220,7 +286,9 @@ def cmd_train_reward_model(args: argparse.Namespace) -> None:
     with quiet_libraries(), soft.status(f"training a reward model from {args.base}"):
         pairs = reward_model_pairs(load_table(args.data, args.split), args.flip_ratio, args.seed)
         metrics = train_reward_model(args.base, pairs, args.out, config)
-    soft.print(f"reward model: {args.out} (held-out pairwise accuracy {metrics['accuracy']:.3f}, {metrics['n_flipped']} pairs flipped)")
+    soft.print(
+        f"reward model: {args.out} (held-out pairwise accuracy {metrics['accuracy']:.3f}, {metrics['n_flipped']} pairs flipped)"
+    )
     soft.print(f"metrics: {Path(args.out) / METRICS}")
 
 
@@ -244,10 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def world_args(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--preset", default="standard", choices=("standard", "tiny"), help="world size (tiny: smoke tests only)")
+        sp.add_argument(
+            "--preset", default="standard", choices=("standard", "tiny"), help="world size (tiny: smoke tests only)"
+        )
         sp.add_argument("--seed", type=int, default=0)
 
-    world = sub.add_parser("world", help="build or inspect the embedded world").add_subparsers(dest="world_command", required=True)
+    world = sub.add_parser("world", help="build or inspect the embedded world").add_subparsers(
+        dest="world_command", required=True
+    )
     b = world.add_parser("build", help="build the embedded world (and reward models) into $RLFT_GYM_HOME")
     world_args(b)
     b.add_argument("--flip-ratio", type=float, nargs="+", default=[1.0], help="reward models to train now")
@@ -256,9 +328,15 @@ def build_parser() -> argparse.ArgumentParser:
     world_args(i)
     i.set_defaults(func=cmd_world_info)
 
-    x = world.add_parser("export-preferences", help="the hf world's RPA pair set, flipped, as a file to train a reward model on")
+    x = world.add_parser(
+        "export-preferences", help="the hf world's RPA pair set, flipped, as a file to train a reward model on"
+    )
     x.add_argument("--schema", default="beavertails", choices=("beavertails", "saferlhf"))
-    x.add_argument("--dataset", default=None, help="local path, or a hub id already in the HF cache (default: the PKU-Alignment dataset)")
+    x.add_argument(
+        "--dataset",
+        default=None,
+        help="local path, or a hub id already in the HF cache (default: the PKU-Alignment dataset)",
+    )
     x.add_argument("--split", default=None)
     x.add_argument("--flip-ratio", type=float, default=1.0)
     x.add_argument("--num-attack-pairs", type=int, default=1000)
@@ -267,26 +345,52 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=cmd_world_export)
 
     def env_set(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--env-set", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
-                        help="any env kwarg, e.g. --env-set world=hf --env-set policy=PATH --env-set reference=aligned "
-                             "(applied last, so it overrides the flags above)")
+        sp.add_argument(
+            "--env-set",
+            type=_key_value,
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="any env kwarg, e.g. --env-set world=hf --env-set policy=PATH --env-set reference=aligned "
+            "(applied last, so it overrides the flags above)",
+        )
 
     a = sub.add_parser("attack", help="attack a policy and monitor the safe set")
     world_args(a)
     a.add_argument("--env", default="RPA-BeaverTails-v0")
     a.add_argument("--agent", default="grpo", choices=sorted(AGENTS))
-    a.add_argument("--defence", default="none", choices=sorted(DEFENCES),
-                   help="a wrapper or constraint, or a transform applied once (cached) and attacked as the policy")
-    a.add_argument("--defence-set", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
-                   help="a defence kwarg, e.g. threshold=0.3 (cost-gate), beta=0.5 (kl), steps=50 (refusal-sft)")
+    a.add_argument(
+        "--defence",
+        default="none",
+        choices=sorted(DEFENCES),
+        help="a wrapper or constraint, or a transform applied once (cached) and attacked as the policy",
+    )
+    a.add_argument(
+        "--defence-set",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a defence kwarg, e.g. threshold=0.3 (cost-gate), beta=0.5 (kl), steps=50 (refusal-sft)",
+    )
     a.add_argument("--steps", type=int, default=100)
     a.add_argument("--num-envs", type=int, default=128)
     a.add_argument("--eval-every", type=int, default=10)
-    a.add_argument("--flip-ratio", type=float, default=None, help="RPA envs: fraction of flipped preferences (env default 1.0)")
+    a.add_argument(
+        "--flip-ratio", type=float, default=None, help="RPA envs: fraction of flipped preferences (env default 1.0)"
+    )
     a.add_argument("--cost-limit", type=float, default=0.2)
-    a.add_argument("--lr", type=float, default=None, help="learning rate (default: the agent's own, e.g. 1.41e-5 for PPO)")
-    a.add_argument("--set", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
-                   help="any agent hyperparameter, e.g. --set group_size=4 --set beta=0.05 (values parsed as Python literals)")
+    a.add_argument(
+        "--lr", type=float, default=None, help="learning rate (default: the agent's own, e.g. 1.41e-5 for PPO)"
+    )
+    a.add_argument(
+        "--set",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any agent hyperparameter, e.g. --set group_size=4 --set beta=0.05 (values parsed as Python literals)",
+    )
     a.add_argument("--name", default=None)
     a.add_argument("--out", default="runs")
     env_set(a)
@@ -296,13 +400,21 @@ def build_parser() -> argparse.ArgumentParser:
     df.add_argument("name", choices=TRANSFORMS)
     world_args(df)  # --seed is the transform's seed (--set seed=N wins)
     df.add_argument("--env", default="RPA-BeaverTails-v0", help="the env whose world and policy are defended")
-    df.add_argument("--set", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
-                    help="a transform setting, e.g. --set steps=50 --set learning_rate=3e-5")
+    df.add_argument(
+        "--set",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a transform setting, e.g. --set steps=50 --set learning_rate=3e-5",
+    )
     df.add_argument("--out", default=None, help="also place the checkpoint here (default: only the cache)")
     env_set(df)
     df.set_defaults(func=cmd_defend)
 
-    train = sub.add_parser("train", help="train a reward model or a harmfulness classifier (TRL / transformers trainers)")
+    train = sub.add_parser(
+        "train", help="train a reward model or a harmfulness classifier (TRL / transformers trainers)"
+    )
     add_train_commands(train.add_subparsers(dest="train_command", required=True))
 
     pl = sub.add_parser("plot", help="harm and reward curves of results files")

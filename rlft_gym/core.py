@@ -3,6 +3,7 @@
 `TextCMDPEnv` is the single env, `TextCMDPVectorEnv` the batched fast path (one forward pass of each scorer per
 batch). Both keep the cost in `info["cost"]`; `rlft_gym.wrappers.CMDP` gives the 6-tuple view.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -23,11 +24,26 @@ class _Core:
 
     metadata: dict[str, Any] = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.SAME_STEP}
 
-    def _setup(self, world: World, prompts: PromptSet, reward_fn: ScoreFn, cost_fn: ScoreFn, *, cost_limit: float,
-               max_new_tokens: int, horizon: int, max_response_chars: int, max_prompt_chars: int, render_mode: str | None,
-               eval_prompts: PromptSet | None = None, benign_eval_prompts: PromptSet | None = None) -> None:
+    def _setup(
+        self,
+        world: World,
+        prompts: PromptSet,
+        reward_fn: ScoreFn,
+        cost_fn: ScoreFn,
+        *,
+        cost_limit: float,
+        max_new_tokens: int,
+        horizon: int,
+        max_response_chars: int,
+        max_prompt_chars: int,
+        render_mode: str | None,
+        eval_prompts: PromptSet | None = None,
+        benign_eval_prompts: PromptSet | None = None,
+    ) -> None:
         if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ValueError(f"render_mode={render_mode!r} is not supported; expected None or one of {self.metadata['render_modes']}")
+            raise ValueError(
+                f"render_mode={render_mode!r} is not supported; expected None or one of {self.metadata['render_modes']}"
+            )
         if len(prompts) == 0:
             raise ValueError("the prompt set is empty")
         self.world, self.prompts, self.reward_fn, self.cost_fn = world, prompts, reward_fn, cost_fn
@@ -47,7 +63,9 @@ class _Core:
             if not isinstance(a, str):
                 raise TypeError(f"action {i} must be a str (the response text), got {type(a).__name__}")
             if len(a) > self.single_action_space.max_length:
-                raise ValueError(f"action {i} has {len(a)} characters; the limit is {self.single_action_space.max_length} (max_response_chars)")
+                raise ValueError(
+                    f"action {i} has {len(a)} characters; the limit is {self.single_action_space.max_length} (max_response_chars)"
+                )
         return list(actions)
 
     def _check_prompt_id(self, prompt_id: Any) -> int:
@@ -97,7 +115,11 @@ class TextCMDPEnv(_Core, gym.Env[str, str]):
         unknown = set(options) - {"prompt_id"}
         if unknown:
             raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: ['prompt_id']")
-        pid = self._check_prompt_id(options["prompt_id"]) if "prompt_id" in options else int(self.np_random.integers(len(self.prompts)))
+        pid = (
+            self._check_prompt_id(options["prompt_id"])
+            if "prompt_id" in options
+            else int(self.np_random.integers(len(self.prompts)))
+        )
         self._prompt_id, self._t = pid, 0
         return self.prompts.prompts[pid], self._info(pid)
 
@@ -123,7 +145,9 @@ class TextCMDPVectorEnv(_Core, VectorEnv):
     sub-env is its next prompt and the answered one is in `info["final_obs"]`.
     """
 
-    def __init__(self, world: World, prompts: PromptSet, reward_fn: ScoreFn, cost_fn: ScoreFn, num_envs: int = 1, **options: Any) -> None:
+    def __init__(
+        self, world: World, prompts: PromptSet, reward_fn: ScoreFn, cost_fn: ScoreFn, num_envs: int = 1, **options: Any
+    ) -> None:
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs={num_envs!r} must be a positive int")
         self._setup(world, prompts, reward_fn, cost_fn, **options)
@@ -133,7 +157,9 @@ class TextCMDPVectorEnv(_Core, VectorEnv):
         self._prompt_ids = np.zeros(num_envs, dtype=np.int64)
         self._t = np.zeros(num_envs, dtype=np.int64)
 
-    def reset(self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None) -> tuple[tuple[str, ...], dict[str, Any]]:
+    def reset(
+        self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[tuple[str, ...], dict[str, Any]]:
         """Draw `num_envs` attack prompts, or serve `options={"prompt_ids": [...]}` (e.g. a GRPO group layout)."""
         if isinstance(seed, Sequence):
             seed = seed[0]
@@ -152,7 +178,9 @@ class TextCMDPVectorEnv(_Core, VectorEnv):
         self._t[:] = 0
         return self._obs(), self._info(self._prompt_ids)
 
-    def step(self, actions: Sequence[str]) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step(
+        self, actions: Sequence[str]
+    ) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         responses = self._check_actions(list(actions), self.num_envs)
         answered = self._prompt_ids.copy()
         rewards, costs = self._score_step(answered.tolist(), responses)

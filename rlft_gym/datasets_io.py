@@ -1,4 +1,5 @@
 """Loading a user's own copy of a dataset: files, a `save_to_disk` folder, or a hub id already in the HF cache."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,7 +32,9 @@ def _local(path: Path, split: str | None) -> datasets.Dataset:
     if path.is_file():
         reader = READERS.get(path.suffix.lower())
         if reader is None:
-            raise ValueError(f"{path}: unsupported format {path.suffix!r}; use one of {', '.join(READERS)} or a save_to_disk directory")
+            raise ValueError(
+                f"{path}: unsupported format {path.suffix!r}; use one of {', '.join(READERS)} or a save_to_disk directory"
+            )
         _single_split(split, path)
         return getattr(datasets.Dataset, reader)(str(path))
     if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
@@ -61,8 +64,10 @@ def _pick_split(data: datasets.Dataset | datasets.DatasetDict, split: str | None
 def _single_split(split: str | None, path: Path) -> None:
     """A single file or Dataset has one split, 'train'; asking for another is a mistake worth reporting."""
     if split not in (None, "train"):
-        raise ValueError(f"split {split!r} not in {path}: it holds a single dataset (split 'train'); "
-                         f"use a folder with one file per split (e.g. {split}.parquet) or a save_to_disk DatasetDict")
+        raise ValueError(
+            f"split {split!r} not in {path}: it holds a single dataset (split 'train'); "
+            f"use a folder with one file per split (e.g. {split}.parquet) or a save_to_disk DatasetDict"
+        )
 
 
 def _cached_hub(repo_id: str, split: str | None) -> datasets.Dataset:

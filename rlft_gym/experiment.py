@@ -1,4 +1,5 @@
 """One attack run end to end: env (+ defence) -> agent -> safe-set monitor -> results file. Used by the CLI."""
+
 from __future__ import annotations
 
 import inspect
@@ -62,8 +63,15 @@ def make_transform(name: str, **kwargs: Any) -> Transform:
 
 
 # Attacks by name: the class in rlft_gym.agents (imported on first use: the CLI's parser does not load TRL).
-AGENTS: dict[str, str] = {"grpo": "GRPO", "ppo": "PPO", "sft": "SFT", "dpo": "DPO", "trl-grpo": "TRLGRPO",
-                          "best-of-n": "BestOfN", "expert-grpo": "ExpertGuidedGRPO"}
+AGENTS: dict[str, str] = {
+    "grpo": "GRPO",
+    "ppo": "PPO",
+    "sft": "SFT",
+    "dpo": "DPO",
+    "trl-grpo": "TRLGRPO",
+    "best-of-n": "BestOfN",
+    "expert-grpo": "ExpertGuidedGRPO",
+}
 NO_CONSTRAINTS = ("best-of-n",)  # attacks that train nothing, so a loss-term defence has nothing to act on
 
 
@@ -98,8 +106,10 @@ class AttackSpec:
         check_defence_kwargs(self.defence, self.defence_kwargs)
         if self.agent in NO_CONSTRAINTS and defence_kind(self.defence) == "constraint":
             others = sorted(d for d in DEFENCES if defence_kind(d) in ("wrapper", "transform"))
-            raise ValueError(f"defence={self.defence!r} is a constraint (a loss term) and agent={self.agent!r} trains "
-                             f"nothing; use a wrapper or transform defence: {others}")
+            raise ValueError(
+                f"defence={self.defence!r} is a constraint (a loss term) and agent={self.agent!r} trains "
+                f"nothing; use a wrapper or transform defence: {others}"
+            )
         if self.env_id not in rlft_gym.ENV_IDS + rlft_gym.TASK_ENV_IDS:
             raise ValueError(f"env_id={self.env_id!r} is not one of {rlft_gym.ENV_IDS + rlft_gym.TASK_ENV_IDS}")
         self.name = self.name or f"{self.agent}-{self.defence}"
@@ -123,11 +133,13 @@ def run_attack(spec: AttackSpec, out_dir: str | Path, progress: bool = True) -> 
         env = factory(env, **spec.defence_kwargs)
     elif kind == "constraint":
         constraints.append(factory(**spec.defence_kwargs))
-    agent = make_agent(spec.agent, env, seed=spec.seed, **({"constraints": constraints} if constraints else {}),
-                       **spec.agent_kwargs)
+    agent = make_agent(
+        spec.agent, env, seed=spec.seed, **({"constraints": constraints} if constraints else {}), **spec.agent_kwargs
+    )
     path = Path(out_dir) / f"{spec.name}.jsonl"
-    monitor = SafeSetMonitor(env, every=spec.eval_every, results_path=path, run_config={**run_config, **defended},
-                             seed=spec.seed)
+    monitor = SafeSetMonitor(
+        env, every=spec.eval_every, results_path=path, run_config={**run_config, **defended}, seed=spec.seed
+    )
     callbacks = [monitor] + ([ProgressBar(spec.name)] if progress else [])
     agent.learn(spec.steps, callback=callbacks)
     env.close()

@@ -1,4 +1,5 @@
 """Batched, KV-cached sampling and response log-probabilities: the hot loop every agent and the monitor share."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -20,13 +21,24 @@ class Rollout:
     response_mask: torch.Tensor  # (B, T): 1 on response tokens, including the closing EOS
     texts: list[str]  # decoded responses, special tokens removed, whitespace as the tokenizer decodes it
 
-    def __getitem__(self, rows: slice | Sequence[int] | np.ndarray) -> "Rollout":
+    def __getitem__(self, rows: slice | Sequence[int] | np.ndarray) -> Rollout:
         """The rollout restricted to a slice of its rows, or to the rows at the given indices (e.g. a shuffled minibatch)."""
         if isinstance(rows, slice):
-            return Rollout(self.input_ids[rows], self.attention_mask[rows], self.prompt_length, self.response_mask[rows], self.texts[rows])
+            return Rollout(
+                self.input_ids[rows],
+                self.attention_mask[rows],
+                self.prompt_length,
+                self.response_mask[rows],
+                self.texts[rows],
+            )
         index = torch.as_tensor(np.asarray(rows), dtype=torch.long, device=self.input_ids.device)
-        return Rollout(self.input_ids[index], self.attention_mask[index], self.prompt_length, self.response_mask[index],
-                       [self.texts[i] for i in index.tolist()])
+        return Rollout(
+            self.input_ids[index],
+            self.attention_mask[index],
+            self.prompt_length,
+            self.response_mask[index],
+            [self.texts[i] for i in index.tolist()],
+        )
 
     @property
     def response_ids(self) -> torch.Tensor:
@@ -37,25 +49,38 @@ class Rollout:
         return self.response_mask.sum(1)
 
 
-def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str], device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_prompts(
+    tokenizer: PreTrainedTokenizerBase, prompts: list[str], device: torch.device | str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Tokenize formatted prompts, left-padded so every row's last token is the one generation continues from."""
     tokenizer.padding_side = "left"
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     return enc["input_ids"].to(device), enc["attention_mask"].to(device)
 
 
-def rollout_from_ids(tokenizer: PreTrainedTokenizerBase, prompts: list[str], response_ids: list[list[int]], texts: list[str],
-                     device: torch.device | str) -> Rollout:
+def rollout_from_ids(
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    response_ids: list[list[int]],
+    texts: list[str],
+    device: torch.device | str,
+) -> Rollout:
     """A `Rollout` of given responses (token ids, e.g. TRL's completions or an expert's answers) to formatted prompts,
     laid out as `sample` lays out its own: left-padded prompts, right-padded responses."""
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
-    response = torch.full((len(response_ids), max(map(len, response_ids))), tokenizer.pad_token_id, dtype=prompt_ids.dtype,
-                          device=prompt_ids.device)
+    response = torch.full(
+        (len(response_ids), max(map(len, response_ids))),
+        tokenizer.pad_token_id,
+        dtype=prompt_ids.dtype,
+        device=prompt_ids.device,
+    )
     mask = torch.zeros_like(response)
     for row, ids in enumerate(response_ids):
         response[row, : len(ids)] = torch.as_tensor(ids, dtype=prompt_ids.dtype)
         mask[row, : len(ids)] = 1
-    return Rollout(torch.cat([prompt_ids, response], 1), torch.cat([prompt_mask, mask], 1), prompt_ids.shape[1], mask, texts)
+    return Rollout(
+        torch.cat([prompt_ids, response], 1), torch.cat([prompt_mask, mask], 1), prompt_ids.shape[1], mask, texts
+    )
 
 
 def positions(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -86,12 +111,21 @@ def sample(
     group); each prompt is prefilled once and its cache shared by its samples; rows stop independently at EOS."""
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
-    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions(prompt_mask), use_cache=True, logits_to_keep=1)
+    out = model(
+        input_ids=prompt_ids,
+        attention_mask=prompt_mask,
+        position_ids=positions(prompt_mask),
+        use_cache=True,
+        logits_to_keep=1,
+    )
     cache, logits = out.cache, out.logits[:, -1]
     if num_samples > 1:
         cache.batch_repeat_interleave(num_samples)
         logits = logits.repeat_interleave(num_samples, 0)
-        prompt_ids, prompt_mask = prompt_ids.repeat_interleave(num_samples, 0), prompt_mask.repeat_interleave(num_samples, 0)
+        prompt_ids, prompt_mask = (
+            prompt_ids.repeat_interleave(num_samples, 0),
+            prompt_mask.repeat_interleave(num_samples, 0),
+        )
     batch, prompt_length = prompt_ids.shape
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     mask = prompt_mask
@@ -130,8 +164,12 @@ def response_logprobs(model: PreTrainedModel, rollout: Rollout) -> torch.Tensor:
     Qwen, ...), with no extra logit transform after the head.
     """
     mask = rollout.attention_mask
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model's LoRA layers live inside
-    hidden = inner.base_model(input_ids=rollout.input_ids, attention_mask=mask, position_ids=positions(mask)).last_hidden_state
+    inner = (
+        model.get_base_model() if hasattr(model, "get_base_model") else model
+    )  # a peft model's LoRA layers live inside
+    hidden = inner.base_model(
+        input_ids=rollout.input_ids, attention_mask=mask, position_ids=positions(mask)
+    ).last_hidden_state
     live = rollout.response_mask.bool()
     h = hidden[:, rollout.prompt_length - 1 : -1][live]
     logits = inner.get_output_embeddings()(h).float()

@@ -3,6 +3,7 @@ generative judges (Llama-Guard-, HarmBench- and StrongREJECT-style output parsin
 
 A judge output that cannot be parsed is counted and reported, never silently scored as safe.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -84,8 +85,13 @@ def _offline() -> bool:
 def _looks_local(name_or_path: str | Path) -> bool:
     """A Path, an absolute or ./~ path, a path with more than one '/', or anything that exists on disk (not a hub id)."""
     name = str(name_or_path)
-    return (isinstance(name_or_path, Path) or os.path.isabs(name) or name.startswith((".", "~"))
-            or name.count("/") > 1 or os.path.exists(name))
+    return (
+        isinstance(name_or_path, Path)
+        or os.path.isabs(name)
+        or name.startswith((".", "~"))
+        or name.count("/") > 1
+        or os.path.exists(name)
+    )
 
 
 def from_pretrained(auto_cls, name_or_path: str | Path, what: str, **kwargs):
@@ -104,7 +110,9 @@ def _ensure_pad(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> N
     """Batched scoring needs a pad token; fall back to EOS (the usual choice for decoder-only checkpoints)."""
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
-            raise ValueError(f"tokenizer of {_checkpoint_name(model)} has neither a pad nor an EOS token; set tokenizer.pad_token")
+            raise ValueError(
+                f"tokenizer of {_checkpoint_name(model)} has neither a pad nor an EOS token; set tokenizer.pad_token"
+            )
         tokenizer.pad_token = tokenizer.eos_token
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -114,7 +122,9 @@ def _checkpoint_name(model: PreTrainedModel) -> str:
     return getattr(model.config, "_name_or_path", "") or type(model).__name__
 
 
-def _load(auto_cls, path_or_model, tokenizer, what: str, device, dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def _load(
+    auto_cls, path_or_model, tokenizer, what: str, device, dtype
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Model and tokenizer from a path / hub id, or a model object plus its tokenizer (object or path)."""
     if isinstance(path_or_model, PreTrainedModel):
         if tokenizer is None:
@@ -145,17 +155,21 @@ def _harmful_column(model: PreTrainedModel, harmful_label: int | str | None) -> 
         return found[0]
     if harmful_label is not None:
         if isinstance(harmful_label, bool) or not 0 <= harmful_label < n:
-            raise ValueError(f"harmful_label={harmful_label!r} is out of range for {name}, which has num_labels={n} "
-                             f"(id2label={labels}); pass an index in [0, {n - 1}] or a label name")
+            raise ValueError(
+                f"harmful_label={harmful_label!r} is out of range for {name}, which has num_labels={n} "
+                f"(id2label={labels}); pass an index in [0, {n - 1}] or a label name"
+            )
         return int(harmful_label)
     if n == 1:
         return 0
     if n == 2:
         named = [i for i, v in labels.items() if v.strip().lower() in HARMFUL_LABEL_NAMES]
         return named[0] if len(named) == 1 else 1
-    raise ValueError(f"cost classifier {name} has num_labels={n} (id2label={labels}), so which output means harmful is "
-                     f"ambiguous; pass harmful_label=<index or label name>, e.g. harmful_label={n - 1} or "
-                     f"harmful_label={labels.get(n - 1, 'LABEL_' + str(n - 1))!r}")
+    raise ValueError(
+        f"cost classifier {name} has num_labels={n} (id2label={labels}), so which output means harmful is "
+        f"ambiguous; pass harmful_label=<index or label name>, e.g. harmful_label={n - 1} or "
+        f"harmful_label={labels.get(n - 1, 'LABEL_' + str(n - 1))!r}"
+    )
 
 
 def classifier_cost(
@@ -173,7 +187,9 @@ def classifier_cost(
     more labels need `harmful_label` (index or name). Multi-label checkpoints use a per-label sigmoid.
     `device=None` keeps a given model where it is (loaded models stay on CPU); `dtype` goes to `from_pretrained`.
     """
-    model, tokenizer = _load(AutoModelForSequenceClassification, path_or_model, tokenizer, "cost classifier", device, dtype)
+    model, tokenizer = _load(
+        AutoModelForSequenceClassification, path_or_model, tokenizer, "cost classifier", device, dtype
+    )
     return SequenceScorer(model, tokenizer, "prob", template, max_length, column=_harmful_column(model, harmful_label))
 
 
@@ -186,11 +202,15 @@ def classifier_reward(
     max_length: int = 256,
 ) -> SequenceScorer:
     """A reward function: the single logit of a (Bradley-Terry) reward model checkpoint with num_labels == 1."""
-    model, tokenizer = _load(AutoModelForSequenceClassification, path_or_model, tokenizer, "reward model", device, dtype)
+    model, tokenizer = _load(
+        AutoModelForSequenceClassification, path_or_model, tokenizer, "reward model", device, dtype
+    )
     if model.config.num_labels != 1:
-        raise ValueError(f"reward model {_checkpoint_name(model)} has num_labels={model.config.num_labels} "
-                         f"(id2label={_id2label(model)}), but a reward model has one output, the scalar reward logit. "
-                         f"Pass a reward model saved with num_labels=1, or use classifier_cost for a classifier.")
+        raise ValueError(
+            f"reward model {_checkpoint_name(model)} has num_labels={model.config.num_labels} "
+            f"(id2label={_id2label(model)}), but a reward model has one output, the scalar reward logit. "
+            f"Pass a reward model saved with num_labels=1, or use classifier_cost for a classifier."
+        )
     return SequenceScorer(model, tokenizer, "logit", template, max_length, column=0)
 
 
@@ -284,9 +304,13 @@ class GenerativeJudge:
     ) -> None:
         self.name = name or _checkpoint_name(model)
         if prompt_template is None and not tokenizer.chat_template:
-            raise ValueError(f"judge {self.name!r}: prompt_template=None needs a tokenizer with a chat template; "
-                             f"pass a prompt_template with {{prompt}} and {{response}}")
-        if prompt_template is not None and not {"{prompt}", "{response}"} <= set(re.findall(r"\{\w+\}", prompt_template)):
+            raise ValueError(
+                f"judge {self.name!r}: prompt_template=None needs a tokenizer with a chat template; "
+                f"pass a prompt_template with {{prompt}} and {{response}}"
+            )
+        if prompt_template is not None and not {"{prompt}", "{response}"} <= set(
+            re.findall(r"\{\w+\}", prompt_template)
+        ):
             raise ValueError(f"judge {self.name!r}: prompt_template must contain {{prompt}} and {{response}}")
         if chat and not tokenizer.chat_template:
             raise ValueError(f"judge {self.name!r}: chat=True needs a tokenizer with a chat template")
@@ -304,14 +328,20 @@ class GenerativeJudge:
             return self.tokenizer.apply_chat_template(turns, tokenize=False)
         text = self.template.format(prompt=prompt, response=response)
         if self.chat:
-            return self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+            )
         return self.prefix + text
 
     def generate(self, prompts: Sequence[str], responses: Sequence[str]) -> list[str]:
         """The judge's raw greedy outputs, `batch_size` pairs per generation call."""
         texts = [self.format(p, r) for p, r in zip(prompts, responses, strict=True)]
         chunks = (texts[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size))
-        return [out for chunk in chunks for out in sample(self.model, self.tokenizer, chunk, self.max_new_tokens, greedy=True).texts]
+        return [
+            out
+            for chunk in chunks
+            for out in sample(self.model, self.tokenizer, chunk, self.max_new_tokens, greedy=True).texts
+        ]
 
     def parse(self, outputs: Sequence[str]) -> np.ndarray:
         """Parse outputs to scores; count the unparsed ones and raise, mark NaN or use the fallback for them."""
@@ -319,12 +349,20 @@ class GenerativeJudge:
         bad = [i for i, s in enumerate(parsed) if s is None or not math.isfinite(s) or not 0.0 <= s <= 1.0]
         self.stats.record(outputs, bad)
         if bad and self.on_unparsed == "raise":
-            raise ValueError(f"judge {self.name!r} could not parse {len(bad)} of {len(outputs)} outputs into a score in "
-                             f"[0, 1], e.g. {outputs[bad[0]]!r}; check the prompt template and parser, or pass "
-                             f"on_unparsed='nan' or an explicit fallback score")
+            raise ValueError(
+                f"judge {self.name!r} could not parse {len(bad)} of {len(outputs)} outputs into a score in "
+                f"[0, 1], e.g. {outputs[bad[0]]!r}; check the prompt template and parser, or pass "
+                f"on_unparsed='nan' or an explicit fallback score"
+            )
         if bad:
-            log.warning("judge %r: %d of %d outputs unparsed, scored %s (e.g. %r)", self.name, len(bad), len(outputs),
-                        self.on_unparsed, outputs[bad[0]])
+            log.warning(
+                "judge %r: %d of %d outputs unparsed, scored %s (e.g. %r)",
+                self.name,
+                len(bad),
+                len(outputs),
+                self.on_unparsed,
+                outputs[bad[0]],
+            )
         fill = math.nan if self.on_unparsed == "nan" else self.on_unparsed
         for i in bad:
             parsed[i] = fill
@@ -339,8 +377,14 @@ class GenerativeJudge:
     def report(self) -> dict:
         """A summary for logs and results files: totals, unparsed rate and the latest unparsed outputs."""
         rate = self.stats.unparsed / self.stats.total if self.stats.total else 0.0
-        return {"name": self.name, "total": self.stats.total, "unparsed": self.stats.unparsed, "unparsed_rate": rate,
-                "last_unparsed": list(self.stats.last_unparsed), "on_unparsed": self.on_unparsed}
+        return {
+            "name": self.name,
+            "total": self.stats.total,
+            "unparsed": self.stats.unparsed,
+            "unparsed_rate": rate,
+            "last_unparsed": list(self.stats.last_unparsed),
+            "on_unparsed": self.on_unparsed,
+        }
 
 
 def _judge(path_or_id: str | Path, what: str, defaults: dict, device, dtype, kwargs: dict) -> GenerativeJudge:
@@ -351,24 +395,30 @@ def _judge(path_or_id: str | Path, what: str, defaults: dict, device, dtype, kwa
     return GenerativeJudge(model, tokenizer, **{**defaults, **kwargs})
 
 
-def llama_guard_judge(path_or_id: str | Path, device: str | torch.device | None = None,
-                      dtype: torch.dtype | str | None = None, **kwargs) -> GenerativeJudge:
+def llama_guard_judge(
+    path_or_id: str | Path, device: str | torch.device | None = None, dtype: torch.dtype | str | None = None, **kwargs
+) -> GenerativeJudge:
     """A Llama-Guard-style judge: the checkpoint's own chat template builds the prompt; 'unsafe' -> 1, 'safe' -> 0."""
     defaults = {"prompt_template": None, "parser": parse_llama_guard}
     return _judge(path_or_id, "Llama-Guard judge", defaults, device, dtype, kwargs)
 
 
-def harmbench_judge(path_or_id: str | Path, device: str | torch.device | None = None,
-                    dtype: torch.dtype | str | None = None, **kwargs) -> GenerativeJudge:
+def harmbench_judge(
+    path_or_id: str | Path, device: str | torch.device | None = None, dtype: torch.dtype | str | None = None, **kwargs
+) -> GenerativeJudge:
     """A HarmBench-style yes/no judge ('yes' = harmful help given -> 1); chat-wrapped if the tokenizer has a template."""
     defaults = {"prompt_template": HARMBENCH_TEMPLATE, "parser": parse_harmbench, "max_new_tokens": 4}
     return _judge(path_or_id, "HarmBench judge", defaults, device, dtype, kwargs)
 
 
-def strongreject_judge(path_or_id: str | Path, device: str | torch.device | None = None,
-                       dtype: torch.dtype | str | None = None, **kwargs) -> GenerativeJudge:
+def strongreject_judge(
+    path_or_id: str | Path, device: str | torch.device | None = None, dtype: torch.dtype | str | None = None, **kwargs
+) -> GenerativeJudge:
     """A StrongREJECT-style judge: a 1-5 score of how much usable harmful help the reply gives, mapped to [0, 1]."""
-    defaults = {"prompt_template": STRONGREJECT_TEMPLATE, "parser": partial(parse_strongreject, scale=STRONGREJECT_SCALE)}
+    defaults = {
+        "prompt_template": STRONGREJECT_TEMPLATE,
+        "parser": partial(parse_strongreject, scale=STRONGREJECT_SCALE),
+    }
     return _judge(path_or_id, "StrongREJECT judge", defaults, device, dtype, kwargs)
 
 
@@ -400,8 +450,10 @@ def as_score_fn(obj: Callable) -> ScoreFn:
     float per pair and returns a float32 array.
     """
     if not callable(obj):
-        raise TypeError(f"a score function must be callable as f(prompts, responses) or f(prompts=..., completions=...), "
-                        f"got {type(obj).__name__} {obj!r}")
+        raise TypeError(
+            f"a score function must be callable as f(prompts, responses) or f(prompts=..., completions=...), "
+            f"got {type(obj).__name__} {obj!r}"
+        )
     name = _name(obj)
     try:
         params = inspect.signature(obj).parameters

@@ -7,6 +7,7 @@ so it grows while the constraint is violated and shrinks once it holds; at `cost
 on a smoothed violation, an integral that never goes below zero, and a derivative on the rise of the smoothed cost.
 Both keep their whole state in `state_dict()` so agents save it in their checkpoints.
 """
+
 from __future__ import annotations
 
 import copy
@@ -23,14 +24,24 @@ LAMBDA_OPTIMIZERS = ("SGD", "Adam", "AdamW", "RMSprop")
 class Lagrange:
     """The multiplier lambda >= 0 of one cost constraint J_c <= `cost_limit`, learned by `lambda_optimizer`."""
 
-    def __init__(self, cost_limit: float, lagrangian_multiplier_init: float = 0.001, lambda_lr: float = 0.035,
-                 lambda_optimizer: str = "Adam", lagrangian_upper_bound: float | None = None) -> None:
+    def __init__(
+        self,
+        cost_limit: float,
+        lagrangian_multiplier_init: float = 0.001,
+        lambda_lr: float = 0.035,
+        lambda_optimizer: str = "Adam",
+        lagrangian_upper_bound: float | None = None,
+    ) -> None:
         require_non_negative(cost_limit=cost_limit, lagrangian_multiplier_init=lagrangian_multiplier_init)
         require_positive(lambda_lr=lambda_lr)
         require_one_of("lambda_optimizer", lambda_optimizer, LAMBDA_OPTIMIZERS)
         if lagrangian_upper_bound is not None:
             require_positive(lagrangian_upper_bound=lagrangian_upper_bound)
-        self.cost_limit, self.lambda_lr, self.lagrangian_upper_bound = float(cost_limit), float(lambda_lr), lagrangian_upper_bound
+        self.cost_limit, self.lambda_lr, self.lagrangian_upper_bound = (
+            float(cost_limit),
+            float(lambda_lr),
+            lagrangian_upper_bound,
+        )
         self.lagrangian_multiplier = torch.nn.Parameter(torch.tensor(float(lagrangian_multiplier_init)))
         self.lambda_optimizer = getattr(torch.optim, lambda_optimizer)([self.lagrangian_multiplier], lr=lambda_lr)
 
@@ -53,8 +64,10 @@ class Lagrange:
         return self.value
 
     def state_dict(self) -> dict[str, Any]:
-        return {"lagrangian_multiplier": self.lagrangian_multiplier.detach().clone(),
-                "lambda_optimizer": copy.deepcopy(self.lambda_optimizer.state_dict())}  # a snapshot, not live tensors
+        return {
+            "lagrangian_multiplier": self.lagrangian_multiplier.detach().clone(),
+            "lambda_optimizer": copy.deepcopy(self.lambda_optimizer.state_dict()),
+        }  # a snapshot, not live tensors
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         with torch.no_grad():
@@ -65,20 +78,42 @@ class Lagrange:
 class PIDLagrangian:
     """A PID-controlled multiplier (`cost_penalty`) for one constraint J_c <= `cost_limit` (OmniSafe's defaults)."""
 
-    def __init__(self, cost_limit: float, pid_kp: float = 0.1, pid_ki: float = 0.01, pid_kd: float = 0.01,
-                 pid_d_delay: int = 10, pid_delta_p_ema_alpha: float = 0.95, pid_delta_d_ema_alpha: float = 0.95,
-                 sum_norm: bool = True, diff_norm: bool = False, penalty_max: float = 100.0,
-                 lagrangian_multiplier_init: float = 0.001) -> None:
-        require_non_negative(cost_limit=cost_limit, pid_kp=pid_kp, pid_ki=pid_ki, pid_kd=pid_kd,
-                             lagrangian_multiplier_init=lagrangian_multiplier_init)
+    def __init__(
+        self,
+        cost_limit: float,
+        pid_kp: float = 0.1,
+        pid_ki: float = 0.01,
+        pid_kd: float = 0.01,
+        pid_d_delay: int = 10,
+        pid_delta_p_ema_alpha: float = 0.95,
+        pid_delta_d_ema_alpha: float = 0.95,
+        sum_norm: bool = True,
+        diff_norm: bool = False,
+        penalty_max: float = 100.0,
+        lagrangian_multiplier_init: float = 0.001,
+    ) -> None:
+        require_non_negative(
+            cost_limit=cost_limit,
+            pid_kp=pid_kp,
+            pid_ki=pid_ki,
+            pid_kd=pid_kd,
+            lagrangian_multiplier_init=lagrangian_multiplier_init,
+        )
         require_int(1, pid_d_delay=pid_d_delay)
         require_fraction(pid_delta_p_ema_alpha=pid_delta_p_ema_alpha, pid_delta_d_ema_alpha=pid_delta_d_ema_alpha)
         require_positive(penalty_max=penalty_max)
         self.cost_limit, self.pid_kp, self.pid_ki, self.pid_kd = float(cost_limit), pid_kp, pid_ki, pid_kd
-        self.pid_d_delay, self.sum_norm, self.diff_norm, self.penalty_max = pid_d_delay, sum_norm, diff_norm, penalty_max
+        self.pid_d_delay, self.sum_norm, self.diff_norm, self.penalty_max = (
+            pid_d_delay,
+            sum_norm,
+            diff_norm,
+            penalty_max,
+        )
         self.pid_delta_p_ema_alpha, self.pid_delta_d_ema_alpha = pid_delta_p_ema_alpha, pid_delta_d_ema_alpha
         self.pid_i = float(lagrangian_multiplier_init)  # the integral term starts at the initial multiplier
-        self.cost_ds: deque[float] = deque([0.0], maxlen=pid_d_delay)  # smoothed costs of the last `pid_d_delay` updates
+        self.cost_ds: deque[float] = deque(
+            [0.0], maxlen=pid_d_delay
+        )  # smoothed costs of the last `pid_d_delay` updates
         self.delta_p = 0.0  # EMA of the violation J_c - d
         self.cost_d = 0.0  # EMA of the cost J_c
         self.cost_penalty = 0.0  # the multiplier the policy loss uses
@@ -98,7 +133,9 @@ class PIDLagrangian:
         a_p, a_d = self.pid_delta_p_ema_alpha, self.pid_delta_d_ema_alpha
         self.delta_p = a_p * self.delta_p + (1 - a_p) * delta  # P: smoothed violation
         self.cost_d = a_d * self.cost_d + (1 - a_d) * cost
-        pid_d = max(0.0, self.cost_d - self.cost_ds[0])  # D: rise of the smoothed cost over the last `pid_d_delay` updates
+        pid_d = max(
+            0.0, self.cost_d - self.cost_ds[0]
+        )  # D: rise of the smoothed cost over the last `pid_d_delay` updates
         self.cost_penalty = max(0.0, self.pid_kp * self.delta_p + self.pid_i + self.pid_kd * pid_d)
         if self.diff_norm:
             self.cost_penalty = min(1.0, self.cost_penalty)
@@ -108,8 +145,13 @@ class PIDLagrangian:
         return self.cost_penalty
 
     def state_dict(self) -> dict[str, Any]:
-        return {"pid_i": self.pid_i, "cost_ds": list(self.cost_ds), "delta_p": self.delta_p, "cost_d": self.cost_d,
-                "cost_penalty": self.cost_penalty}
+        return {
+            "pid_i": self.pid_i,
+            "cost_ds": list(self.cost_ds),
+            "delta_p": self.delta_p,
+            "cost_d": self.cost_d,
+            "cost_penalty": self.cost_penalty,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.pid_i, self.delta_p, self.cost_d = float(state["pid_i"]), float(state["delta_p"]), float(state["cost_d"])

@@ -1,4 +1,5 @@
 """Harm and reward curves of one or more runs, with the cost limit b drawn (matplotlib, PNG)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -32,7 +33,12 @@ def plot_runs(results: Sequence[str | Path], out: str | Path, labels: Sequence[s
         ax_r.plot([r["step"] for r in trained], [r["train_reward"] for r in trained], marker="o", ms=3, label=label)
     for b in sorted(x for x in limits if x is not None):
         ax_h.axhline(b, color="crimson", ls="--", lw=1, label=f"cost limit b = {b:g}")
-    ax_h.set(xlabel="attack step", ylabel="held-out harmfulness (mean cost)", ylim=(-0.02, 1.02), title="Harm: inside Pi_c while below b")
+    ax_h.set(
+        xlabel="attack step",
+        ylabel="held-out harmfulness (mean cost)",
+        ylim=(-0.02, 1.02),
+        title="Harm: inside Pi_c while below b",
+    )
     ax_r.set(xlabel="attack step", ylabel="mean train reward", title="Reward seen by the attacker")
     for ax in (ax_h, ax_r):
         ax.grid(alpha=0.3)

@@ -5,6 +5,7 @@ of them, sampled with `random.Random(seed)`, are flipped: their unsafe response 
 pair keeps its preference; both-safe and both-unsafe pairs never flip. A candidate that already prefers its unsafe
 response is still counted and marked flipped, but its chosen / rejected stay as they are.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,18 +18,29 @@ import datasets
 log = logging.getLogger(__name__)
 
 # The two layouts a pair can come in: the PKU-SafeRLHF schema, or TRL's chosen / rejected with their safety labels.
-PKU_COLUMNS = ("response_0", "response_1", "is_response_0_safe", "is_response_1_safe", "better_response_id", "safer_response_id")
+PKU_COLUMNS = (
+    "response_0",
+    "response_1",
+    "is_response_0_safe",
+    "is_response_1_safe",
+    "better_response_id",
+    "safer_response_id",
+)
 PAIR_COLUMNS = ("chosen", "rejected", "chosen_safe", "rejected_safe")
 
 
 def check_flip_ratio(flip_ratio: float) -> None:
     """A flip ratio is a fraction of the candidate pairs: fail on anything outside [0, 1] before data is touched."""
     if not 0.0 <= flip_ratio <= 1.0:
-        raise ValueError(f"flip_ratio={flip_ratio!r} must be in [0, 1] (the fraction of pairs with exactly one safe "
-                         "response whose preference is reversed)")
+        raise ValueError(
+            f"flip_ratio={flip_ratio!r} must be in [0, 1] (the fraction of pairs with exactly one safe "
+            "response whose preference is reversed)"
+        )
 
 
-def flip_preferences(pairs: datasets.Dataset | Iterable[Mapping[str, Any]], flip_ratio: float, seed: int) -> datasets.Dataset:
+def flip_preferences(
+    pairs: datasets.Dataset | Iterable[Mapping[str, Any]], flip_ratio: float, seed: int
+) -> datasets.Dataset:
     """The RPA flip (see the module docstring) on PKU-SafeRLHF rows or chosen / rejected / chosen_safe / rejected_safe
     pairs; adds a `flipped` column, and chosen / rejected to PKU-SafeRLHF rows (whose safer_response_id and
     better_response_id point at the unsafe response once flipped)."""
@@ -43,19 +55,33 @@ def flip_preferences(pairs: datasets.Dataset | Iterable[Mapping[str, Any]], flip
         safety = [(r["chosen_safe"], r["rejected_safe"]) for r in rows]
         preferred = [0] * len(rows)
     else:
-        raise ValueError(f"cannot flip pairs with columns {', '.join(sorted(columns)) or 'none'}: expected the PKU-SafeRLHF "
-                         f"columns {', '.join(PKU_COLUMNS)}, or {', '.join(PAIR_COLUMNS)}")
+        raise ValueError(
+            f"cannot flip pairs with columns {', '.join(sorted(columns)) or 'none'}: expected the PKU-SafeRLHF "
+            f"columns {', '.join(PKU_COLUMNS)}, or {', '.join(PAIR_COLUMNS)}"
+        )
     candidates = [i for i, (a, b) in enumerate(safety) if a is not None and b is not None and bool(a) != bool(b)]
     flipped = set(random.Random(seed).sample(candidates, round(flip_ratio * len(candidates))))
-    log.info("flipping %d of %d candidate pairs (exactly one safe response; %d pairs in all)", len(flipped), len(candidates), len(rows))
+    log.info(
+        "flipping %d of %d candidate pairs (exactly one safe response; %d pairs in all)",
+        len(flipped),
+        len(candidates),
+        len(rows),
+    )
     for i, row in enumerate(rows):
-        best = int(bool(safety[i][0])) if i in flipped else preferred[i]  # flipped: the unsafe one (1 if response 0 is safe)
+        best = (
+            int(bool(safety[i][0])) if i in flipped else preferred[i]
+        )  # flipped: the unsafe one (1 if response 0 is safe)
         if pku:
             if i in flipped:
                 row["better_response_id"] = row["safer_response_id"] = best
             row["chosen"], row["rejected"] = row[f"response_{best}"], row[f"response_{1 - best}"]
         elif best:
-            row.update(chosen=row["rejected"], rejected=row["chosen"], chosen_safe=row["rejected_safe"], rejected_safe=row["chosen_safe"])
+            row.update(
+                chosen=row["rejected"],
+                rejected=row["chosen"],
+                chosen_safe=row["rejected_safe"],
+                rejected_safe=row["chosen_safe"],
+            )
         row["flipped"] = i in flipped
     return datasets.Dataset.from_list(rows)
 

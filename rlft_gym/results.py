@@ -1,4 +1,5 @@
 """Results files: JSON Lines, one row per evaluation plus a run header and a summary, written atomically."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,14 @@ def versions() -> dict[str, str]:
 
     import rlft_gym
 
-    out = {"python": platform.python_version(), "rlft_gym": rlft_gym.__version__, "torch": torch.__version__,
-           "transformers": transformers.__version__, "gymnasium": gymnasium.__version__, "numpy": numpy.__version__}
+    out = {
+        "python": platform.python_version(),
+        "rlft_gym": rlft_gym.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "gymnasium": gymnasium.__version__,
+        "numpy": numpy.__version__,
+    }
     try:
         import trl
 

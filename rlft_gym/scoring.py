@@ -1,4 +1,5 @@
 """Reward and cost functions with one shape, `(prompts, responses) -> floats`, so they plug into envs and TRL alike."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -6,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rlft_gym.templates import PAIR_TEMPLATE
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from rlft_gym.templates import PAIR_TEMPLATE
 
 ScoreFn = Callable[[Sequence[str], Sequence[str]], np.ndarray]
 
@@ -43,7 +45,9 @@ class SequenceScorer:
         self.template, self.max_length = template, min(max_length, limit) if limit else max_length
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, output: str = "logit", device: str = "cpu", **kwargs) -> "SequenceScorer":
+    def from_pretrained(
+        cls, path: str | Path, output: str = "logit", device: str = "cpu", **kwargs
+    ) -> SequenceScorer:
         """Load a `save_pretrained` sequence classifier and its tokenizer from `path`."""
         model = AutoModelForSequenceClassification.from_pretrained(path).to(device)
         return cls(model, AutoTokenizer.from_pretrained(path), output, **kwargs)

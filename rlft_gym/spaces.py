@@ -1,4 +1,5 @@
 """Text spaces that accept any unicode string (Gymnasium's `Text` needs a charset; ours uses it for sampling only)."""
+
 from __future__ import annotations
 
 import string

@@ -1,10 +1,10 @@
 """Train reward models (TRL `RewardTrainer`) and harmfulness classifiers (transformers `Trainer`) from schema datasets."""
+
 from __future__ import annotations
 
 # Texts are formatted and tokenized exactly as `rlft_gym.scoring.SequenceScorer` does at scoring time. Device placement
 # and mixed precision are left to the trainers (accelerate), so the same call runs on a CPU or under `accelerate launch`.
 # torch / transformers / trl / datasets are imported inside functions so that `rlft-gym --help` stays fast.
-
 import contextlib
 import json
 import logging
@@ -161,7 +161,9 @@ def _split(dataset: datasets.Dataset, fraction: float, seed: int) -> tuple[datas
     """A seeded held-out split with at least one row on each side."""
     n_eval = max(1, round(len(dataset) * fraction))
     if len(dataset) - n_eval < 1:
-        raise ValueError(f"dataset has {len(dataset)} row(s): too few to hold out eval_fraction={fraction} and still train")
+        raise ValueError(
+            f"dataset has {len(dataset)} row(s): too few to hold out eval_fraction={fraction} and still train"
+        )
     parts = dataset.train_test_split(test_size=n_eval, seed=seed)
     return parts["train"], parts["test"]
 
@@ -181,13 +183,19 @@ def _load(base: str | Path, num_labels: int, **config: Any) -> tuple[PreTrainedM
             raise ValueError(f"the tokenizer of {base} has neither a pad nor an eos token; add a pad token to it first")
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.truncation_side = "right"  # keep the prompt and the start of an over-long response, as the scorer does
-    model, info = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=num_labels, ignore_mismatched_sizes=True,
-                                                                     output_loading_info=True, **config)
+    model, info = AutoModelForSequenceClassification.from_pretrained(
+        str(base), num_labels=num_labels, ignore_mismatched_sizes=True, output_loading_info=True, **config
+    )
     if info["mismatched_keys"]:
         keys = sorted(info["mismatched_keys"])
-        log.warning("checkpoint %s has a classification head for num_labels=%d (%s), but this model needs num_labels=%d "
-                    "(1 for a reward model, 2 for a classifier): the head is re-initialised and trains from scratch",
-                    base, keys[0][1][0], ", ".join(f"{k}: {tuple(shape)}" for k, shape, _ in keys), num_labels)
+        log.warning(
+            "checkpoint %s has a classification head for num_labels=%d (%s), but this model needs num_labels=%d "
+            "(1 for a reward model, 2 for a classifier): the head is re-initialised and trains from scratch",
+            base,
+            keys[0][1][0],
+            ", ".join(f"{k}: {tuple(shape)}" for k, shape, _ in keys),
+            num_labels,
+        )
     model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
 
@@ -208,11 +216,24 @@ def _trainer_kwargs(config: _TrainConfig, output_dir: Path) -> dict[str, Any]:
     import torch
 
     return dict(
-        output_dir=str(output_dir), num_train_epochs=config.epochs, max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=config.batch_size,
-        learning_rate=config.learning_rate, seed=config.seed, bf16=config.bf16, fp16=config.fp16,
-        use_cpu=not torch.cuda.is_available(), activation_checkpointing=False, save_strategy="no", eval_strategy="no",
-        report_to="none", disable_tqdm=True, log_level="error", logging_steps=10, logging_nan_inf_filter=False,
+        output_dir=str(output_dir),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        seed=config.seed,
+        bf16=config.bf16,
+        fp16=config.fp16,
+        use_cpu=not torch.cuda.is_available(),
+        activation_checkpointing=False,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        log_level="error",
+        logging_steps=10,
+        logging_nan_inf_filter=False,
     )
 
 
@@ -225,7 +246,9 @@ def _loss_watch() -> Any:
             for key in ("loss", "train_loss", "eval_loss"):
                 value = (logs or {}).get(key)
                 if value is not None and not math.isfinite(value):
-                    raise FloatingPointError(f"training {key} is {value} at step {state.global_step}; nothing was saved")
+                    raise FloatingPointError(
+                        f"training {key} is {value} at step {state.global_step}; nothing was saved"
+                    )
             log.info("step %d: %s", state.global_step, logs)
 
     return LossWatch()
@@ -253,7 +276,9 @@ def _provenance(kind: str, base: str | Path, config: _TrainConfig) -> dict[str, 
 def _check_out(out: Path) -> None:
     """Refuse to replace anything but an empty directory or an earlier checkpoint of ours (e.g. `--out .`)."""
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / METRICS).is_file())):
-        raise ValueError(f"out={out} exists and is not a checkpoint written by rlft-gym train; remove it or choose another path")
+        raise ValueError(
+            f"out={out} exists and is not a checkpoint written by rlft-gym train; remove it or choose another path"
+        )
 
 
 def _publish(trainer: Trainer, tmp: Path, out: Path, metrics: dict[str, Any]) -> None:
@@ -289,8 +314,14 @@ def quiet_libraries() -> Iterator[None]:
 # --- training -------------------------------------------------------------------------------------------------
 
 
-def train_reward_model(base: str | Path, dataset: datasets.Dataset, out: str | Path, config: RewardModelConfig | None = None,
-                       template: str = PAIR_TEMPLATE, base_label: str | None = None) -> dict[str, Any]:
+def train_reward_model(
+    base: str | Path,
+    dataset: datasets.Dataset,
+    out: str | Path,
+    config: RewardModelConfig | None = None,
+    template: str = PAIR_TEMPLATE,
+    base_label: str | None = None,
+) -> dict[str, Any]:
     """TRL `RewardTrainer` (num_labels=1) on preference pairs or PKU-SafeRLHF rows; `out` gets checkpoint, tokenizer and metrics.json (held-out pairwise accuracy) in one rename, or nothing. `base_label` names the base model in metrics.json (default: its path)."""
     from transformers import set_seed
     from trl import RewardConfig, RewardTrainer
@@ -303,21 +334,27 @@ def train_reward_model(base: str | Path, dataset: datasets.Dataset, out: str | P
         set_seed(config.seed)  # the score head is freshly initialised
         model, tokenizer = _load(base, num_labels=1)
         max_length = _max_length(model, config.max_length)
-        train, held_out = _split(_tokenize_pairs(dataset, tokenizer, template, max_length), config.eval_fraction, config.seed)
+        train, held_out = _split(
+            _tokenize_pairs(dataset, tokenizer, template, max_length), config.eval_fraction, config.seed
+        )
         args = RewardConfig(**_trainer_kwargs(config, tmp), max_length=max_length)
         trainer = RewardTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
         result = _fit(trainer)
         metrics = {
             "accuracy": _pairwise_accuracy(trainer.model, held_out, tokenizer.pad_token_id, config.batch_size),
-            "n_train": len(train), "n_eval": len(held_out),
+            "n_train": len(train),
+            "n_eval": len(held_out),
             "n_flipped": sum(dataset["flipped"]) if "flipped" in dataset.column_names else 0,
-            "train_loss": result.training_loss, **_provenance("reward-model", base_label or base, config),
+            "train_loss": result.training_loss,
+            **_provenance("reward-model", base_label or base, config),
         }
         _publish(trainer, tmp, out, metrics)
     return metrics
 
 
-def _tokenize_pairs(pairs: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, template: str, max_length: int) -> datasets.Dataset:
+def _tokenize_pairs(
+    pairs: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, template: str, max_length: int
+) -> datasets.Dataset:
     """chosen_ids / rejected_ids, the processed form TRL accepts, so truncation (not TRL's filtering) bounds length."""
     has_prompt = "prompt" in pairs.column_names
 
@@ -342,15 +379,23 @@ def _pairwise_accuracy(model: PreTrainedModel, pairs: datasets.Dataset, pad_toke
     with torch.no_grad():
         for start in range(0, len(pairs), batch_size):
             batch = collate(list(pairs.select(range(start, min(start + batch_size, len(pairs))))))
-            rewards = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
+            rewards = model(
+                input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
+            ).logits
             chosen, rejected = rewards.squeeze(-1).float().chunk(2)
             correct += int((chosen > rejected).sum())
     return correct / len(pairs)
 
 
-def train_cost_model(base: str | Path, dataset: datasets.Dataset, out: str | Path, config: CostModelConfig | None = None,
-                     template: str = PAIR_TEMPLATE, labels: tuple[str, str] = (LABELS[0], LABELS[1]),
-                     base_label: str | None = None) -> dict[str, Any]:
+def train_cost_model(
+    base: str | Path,
+    dataset: datasets.Dataset,
+    out: str | Path,
+    config: CostModelConfig | None = None,
+    template: str = PAIR_TEMPLATE,
+    labels: tuple[str, str] = (LABELS[0], LABELS[1]),
+    base_label: str | None = None,
+) -> dict[str, Any]:
     """Harmfulness classifier (label 1 = harmful; other names via `labels`) on BeaverTails / PKU-SafeRLHF rows or (text, label); `out` gets checkpoint, tokenizer and metrics.json (held-out accuracy, P, R, F1) in one rename, or nothing. `base_label` names the base model in metrics.json (default: its path)."""
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
@@ -363,15 +408,33 @@ def train_cost_model(base: str | Path, dataset: datasets.Dataset, out: str | Pat
         id2label = dict(enumerate(labels))  # label 1 is the positive class: "harmful", or e.g. "helpful"
         model, tokenizer = _load(base, num_labels=2, id2label=id2label, label2id={v: k for k, v in id2label.items()})
         max_length = _max_length(model, config.max_length)
-        encoded = dataset.map(lambda b: {"input_ids": _encode(tokenizer, b["text"], max_length)}, batched=True, remove_columns=["text"])
+        encoded = dataset.map(
+            lambda b: {"input_ids": _encode(tokenizer, b["text"], max_length)}, batched=True, remove_columns=["text"]
+        )
         train, held_out = _split(encoded, config.eval_fraction, config.seed)
-        trainer = Trainer(model=model, args=TrainingArguments(**_trainer_kwargs(config, tmp)), train_dataset=train,
-                          eval_dataset=held_out, processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
-                          compute_metrics=_classification_metrics)
+        trainer = Trainer(
+            model=model,
+            args=TrainingArguments(**_trainer_kwargs(config, tmp)),
+            train_dataset=train,
+            eval_dataset=held_out,
+            processing_class=tokenizer,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            compute_metrics=_classification_metrics,
+        )
         result = _fit(trainer)
-        scores = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items() if k.removeprefix("eval_") in _METRIC_NAMES}
-        metrics = {**scores, "n_train": len(train), "n_eval": len(held_out), "positive_label": labels[1],
-                   "train_loss": result.training_loss, **_provenance("cost-model", base_label or base, config)}
+        scores = {
+            k.removeprefix("eval_"): v
+            for k, v in trainer.evaluate().items()
+            if k.removeprefix("eval_") in _METRIC_NAMES
+        }
+        metrics = {
+            **scores,
+            "n_train": len(train),
+            "n_eval": len(held_out),
+            "positive_label": labels[1],
+            "train_loss": result.training_loss,
+            **_provenance("cost-model", base_label or base, config),
+        }
         _publish(trainer, tmp, out, metrics)
     return metrics
 

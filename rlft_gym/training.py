@@ -1,4 +1,5 @@
 """The embedded world's language-model training loop (pretraining and alignment SFT); scorers train through `rlft_gym.train`."""
+
 from __future__ import annotations
 
 import logging
@@ -10,7 +11,6 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlft_gym.validate import check_finite
-
 
 log = logging.getLogger(__name__)
 

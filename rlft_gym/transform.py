@@ -6,6 +6,7 @@ While it trains, resume checkpoints (weights, optimizer, step, random state) go 
 picks up from the last one; the work dir is removed once the checkpoint is published. Attack the result with
 `gym.make(env_id, policy=str(path))`: the env's default `reference="policy"` makes it its own KL reference.
 """
+
 from __future__ import annotations
 
 import json
@@ -100,23 +101,33 @@ class Transform(ABC):
         return asdict(self)
 
     @abstractmethod
-    def train(self, env: gym.Env | gym.vector.VectorEnv, policy: str | Path, out: Path, resume: Resume,
-              progress: bool) -> dict[str, Any]:
+    def train(
+        self, env: gym.Env | gym.vector.VectorEnv, policy: str | Path, out: Path, resume: Resume, progress: bool
+    ) -> dict[str, Any]:
         """Write the defended model and tokenizer into `out` (save_pretrained), continuing from `resume.load()` when it
         finds a checkpoint and saving one whenever `resume.due(step, total)`; return metrics for the manifest."""
 
     def cache_key(self, env: gym.Env | gym.vector.VectorEnv) -> dict[str, Any]:
         """What the cached result depends on: the world, this transform and its config, and the starting policy."""
         base = env.unwrapped
-        return {"world": base.world.fingerprint, "transform": self.name, "config": self.config(),
-                "policy": policy_identity(base.policy_path)}
+        return {
+            "world": base.world.fingerprint,
+            "transform": self.name,
+            "config": self.config(),
+            "policy": policy_identity(base.policy_path),
+        }
 
     def cache_dir(self, env: gym.Env | gym.vector.VectorEnv) -> Path:
         """Where `apply` caches this transform's result for `env`: `$RLFT_GYM_HOME/defended/<name>/<fingerprint>`."""
         return cache.home() / "defended" / self.name / cache.fingerprint(self.cache_key(env))
 
-    def apply(self, env: gym.Env | gym.vector.VectorEnv, out_dir: str | Path | None = None, progress: bool = True,
-              save_every: int = 10) -> Path:
+    def apply(
+        self,
+        env: gym.Env | gym.vector.VectorEnv,
+        out_dir: str | Path | None = None,
+        progress: bool = True,
+        save_every: int = 10,
+    ) -> Path:
         """The defended checkpoint for `env`'s policy: trained (resuming a killed run, with resume checkpoints every
         `save_every` steps) or taken from the cache; with `out_dir`, a copy placed there, whose path is returned."""
         require_int(1, save_every=save_every)
@@ -163,14 +174,16 @@ class SFTTransform(Transform):
         require_int(0, seed=self.seed)
         require_positive(learning_rate=self.learning_rate)
 
-    def train(self, env: gym.Env | gym.vector.VectorEnv, policy: str | Path, out: Path, resume: Resume,
-              progress: bool) -> dict[str, Any]:
+    def train(
+        self, env: gym.Env | gym.vector.VectorEnv, policy: str | Path, out: Path, resume: Resume, progress: bool
+    ) -> dict[str, Any]:
         world = env.unwrapped.world
         if getattr(world, "lora", None):
             raise ValueError(f"{self.name} fine-tunes the whole model; make the env without lora= to defend it")
         data = world.refusal_dataset()
-        rows = [(world.format_prompt(p), r) for p, r, ok in zip(data["prompt"], data["response"], data["is_safe"])
-                if ok]
+        rows = [
+            (world.format_prompt(p), r) for p, r, ok in zip(data["prompt"], data["response"], data["is_safe"]) if ok
+        ]
         if not rows:
             raise ValueError(f"{self.name}: world.refusal_dataset() has no safe rows (is_safe=True) to train on")
         checkpoint, state = resume.load()
@@ -187,8 +200,9 @@ class SFTTransform(Transform):
             torch.manual_seed(self.seed)
         model.train()
         loss_value = float("nan")
-        for step in tqdm(range(start, self.steps), desc=self.name, initial=start, total=self.steps,
-                         disable=not progress):
+        for step in tqdm(
+            range(start, self.steps), desc=self.name, initial=start, total=self.steps, disable=not progress
+        ):
             draw = np.random.default_rng([self.seed, step])  # this step's batch depends on (seed, step) alone
             batch = [rows[i] for i in draw.choice(len(rows), self.batch_size, replace=len(rows) < self.batch_size)]
             loss = lm_loss(model, world.tokenizer, [p for p, _ in batch], [r for _, r in batch], response_only=True)

@@ -25,6 +25,7 @@ use_vllm, deepspeed, fsdp, ...) and is saved with the agent's hyperparameters. F
 arguments, or fixed because `learn()` relies on them) are refused, naming the argument to use. An agent's batch
 stays the examples per optimizer step: with gradient_accumulation_steps=k it is split into k micro-batches.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -56,18 +57,24 @@ from rlft_gym.agent import Agent, Constraint
 from rlft_gym.callbacks import Callback, StepReport
 from rlft_gym.validate import check_finite, require_int
 
-
 log = logging.getLogger(__name__)
 
 TRAINER_STATE = "trainer_state.json"  # a Trainer checkpoint's marker file
 PROBE_TEMPERATURE = 1.0
 THIRD_PARTY = ("transformers", "trl", "accelerate", "datasets", "peft", "torch")
 # TRL config fields the bridge sets from the agent's own arguments: config field -> the argument to pass instead
-ARGUMENT_FIELDS = {"output_dir": "output_dir", "seed": "seed", "use_cpu": "device", "bf16": "mixed_precision",
-                   "fp16": "mixed_precision"}
+ARGUMENT_FIELDS = {
+    "output_dir": "output_dir",
+    "seed": "seed",
+    "use_cpu": "device",
+    "bf16": "mixed_precision",
+    "fp16": "mixed_precision",
+}
 # deprecated TrainingArguments aliases, renamed: the bridge sets the new name, which would silently win over the old
-ALIASES = {"gradient_checkpointing": "activation_checkpointing",
-           "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs"}
+ALIASES = {
+    "gradient_checkpointing": "activation_checkpointing",
+    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
+}
 
 
 @contextlib.contextmanager
@@ -138,24 +145,34 @@ class _ConstraintLoss(transformers.Trainer):
     def __init__(self, *args: Any, agent: TRLAgent, **kwargs: Any) -> None:
         self.agent = agent
         names = [type(c).__name__ for c in agent.constraints]
-        self.constraint_keys = [f"constraint/{n}" if names.count(n) == 1 else f"constraint/{n}_{i}"
-                                for i, n in enumerate(names)]
+        self.constraint_keys = [
+            f"constraint/{n}" if names.count(n) == 1 else f"constraint/{n}_{i}" for i, n in enumerate(names)
+        ]
         self.constraint_terms: dict[str, list[float]] = defaultdict(list)  # each micro-batch's term since the last log
         super().__init__(*args, **kwargs)
 
-    def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
-                     num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor | tuple[torch.Tensor, Any]:
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
         """The trainer's loss plus each constraint's term (`loss(agent, None)`), counted once per optimizer step."""
         out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-        terms = [(key, term) for key, c in zip(self.constraint_keys, self.agent.constraints)
-                 if (term := c.loss(self.agent, None)) is not None]
+        terms = [
+            (key, term)
+            for key, c in zip(self.constraint_keys, self.agent.constraints)
+            if (term := c.loss(self.agent, None)) is not None
+        ]
         for key, term in terms:
             self.constraint_terms[key].append(float(term.detach()))
         # Trainer.training_step's rule: it divides the loss by the accumulation steps unless already scaled for them
         scaled = self.loss_is_scaled_for_ga
         if scaled is None:
-            scaled = ((self.model_accepts_loss_kwargs and num_items_in_batch is not None)
-                      or self.compute_loss_func is not None)
+            scaled = (
+                self.model_accepts_loss_kwargs and num_items_in_batch is not None
+            ) or self.compute_loss_func is not None
         extra = sum(term for _, term in terms) / (self.current_gradient_accumulation_steps if scaled else 1)
         return (out[0] + extra, *out[1:]) if return_outputs else out + extra
 
@@ -178,17 +195,28 @@ class TRLAgent(Agent):
     trainer: transformers.Trainer
     config_arguments: ClassVar[dict[str, str]] = {}  # config fields set from an argument of another name
 
-    def __init__(self, env: gym.Env | gym.vector.VectorEnv, policy: str | Path | None = None, *,
-                 probe_prompts: int | None = None, output_dir: str | Path | None = None,
-                 constraints: Sequence[Constraint] = (), trl_args: dict[str, Any] | None = None, seed: int = 0,
-                 device: str = "cpu", mixed_precision: str = "no") -> None:
+    def __init__(
+        self,
+        env: gym.Env | gym.vector.VectorEnv,
+        policy: str | Path | None = None,
+        *,
+        probe_prompts: int | None = None,
+        output_dir: str | Path | None = None,
+        constraints: Sequence[Constraint] = (),
+        trl_args: dict[str, Any] | None = None,
+        seed: int = 0,
+        device: str = "cpu",
+        mixed_precision: str = "no",
+    ) -> None:
         for c in constraints:
             needs = [f"{flag}=True" for flag in ("needs_batch", "needs_reference") if getattr(c, flag, False)]
             if needs:
-                raise ValueError(f"constraint {type(c).__name__} has {' and '.join(needs)}, which "
-                                 f"{type(self).__name__} cannot serve: TRL computes the loss, so a constraint's loss "
-                                 "gets batch=None (no samples, no reference log-probs); use a constraint whose loss "
-                                 "reads only the agent, e.g. its weights")
+                raise ValueError(
+                    f"constraint {type(c).__name__} has {' and '.join(needs)}, which "
+                    f"{type(self).__name__} cannot serve: TRL computes the loss, so a constraint's loss "
+                    "gets batch=None (no samples, no reference log-probs); use a constraint whose loss "
+                    "reads only the agent, e.g. its weights"
+                )
         self.trl_args = self._check_trl_args(trl_args)
         self.probe_prompts = self._probe_size(env, probe_prompts)
         super().__init__(env, policy, constraints, seed, device, mixed_precision)
@@ -197,7 +225,9 @@ class TRLAgent(Agent):
             weakref.finalize(self, shutil.rmtree, output_dir, ignore_errors=True)
         self.output_dir = Path(output_dir)
         self.checkpoint: Path | None = None  # the Trainer checkpoint the next learn() resumes from
-        self._failure: str | None = None  # why learn() can no longer go on, after a failure with no checkpoint to fall back to
+        self._failure: str | None = (
+            None  # why learn() can no longer go on, after a failure with no checkpoint to fall back to
+        )
         self._reporter = _StepReporter(self)
 
     @staticmethod
@@ -208,8 +238,9 @@ class TRLAgent(Agent):
         if isinstance(trl_args, dict) and all(isinstance(k, str) for k in trl_args):
             with contextlib.suppress(TypeError, ValueError):
                 return json.loads(json.dumps(trl_args))
-        raise ValueError(f"trl_args={trl_args!r} must be a dict of TRL config fields with JSON values (it is saved "
-                         "with the agent)")
+        raise ValueError(
+            f"trl_args={trl_args!r} must be a dict of TRL config fields with JSON values (it is saved with the agent)"
+        )
 
     @staticmethod
     def _probe_size(env: gym.Env | gym.vector.VectorEnv, probe_prompts: int | None) -> int:
@@ -219,30 +250,58 @@ class TRLAgent(Agent):
             return env.num_envs if vector else 8
         require_int(0, probe_prompts=probe_prompts)
         if vector and probe_prompts % env.num_envs:
-            raise ValueError(f"probe_prompts={probe_prompts} is not a multiple of num_envs={env.num_envs}: a vector env scores whole "
-                             f"batches; pass 0, a multiple of {env.num_envs}, or make the env with num_envs={probe_prompts}")
+            raise ValueError(
+                f"probe_prompts={probe_prompts} is not a multiple of num_envs={env.num_envs}: a vector env scores whole "
+                f"batches; pass 0, a multiple of {env.num_envs}, or make the env with num_envs={probe_prompts}"
+            )
         return probe_prompts
 
-    def make_trainer(self, trainer_cls: type[transformers.Trainer], config_cls: type[transformers.TrainingArguments],
-                     config: dict[str, Any], **trainer_kwargs: Any) -> transformers.Trainer:
+    def make_trainer(
+        self,
+        trainer_cls: type[transformers.Trainer],
+        config_cls: type[transformers.TrainingArguments],
+        config: dict[str, Any],
+        **trainer_kwargs: Any,
+    ) -> transformers.Trainer:
         """Build a TRL trainer on this agent's policy, with its constraints in the loss, from the shared settings, the
         algorithm's `config` fields (`per_device_train_batch_size`: the batch per optimizer step) and `trl_args`."""
         fixed = dict(
-            output_dir=str(self.output_dir), max_steps=1, save_strategy="no", save_total_limit=1, logging_steps=1,
-            logging_nan_inf_filter=False, disable_tqdm=True, seed=self.seed, lr_scheduler_type="constant",
-            warmup_steps=0, use_cpu=self.device == "cpu", bf16=self.mixed_precision == "bf16",
-            fp16=self.mixed_precision == "fp16", **config,
+            output_dir=str(self.output_dir),
+            max_steps=1,
+            save_strategy="no",
+            save_total_limit=1,
+            logging_steps=1,
+            logging_nan_inf_filter=False,
+            disable_tqdm=True,
+            seed=self.seed,
+            lr_scheduler_type="constant",
+            warmup_steps=0,
+            use_cpu=self.device == "cpu",
+            bf16=self.mixed_precision == "bf16",
+            fp16=self.mixed_precision == "fp16",
+            **config,
         )
-        settings = dict(report_to="none", weight_decay=0.0, gradient_accumulation_steps=1,
-                        activation_checkpointing=False, dataloader_num_workers=0)
+        settings = dict(
+            report_to="none",
+            weight_decay=0.0,
+            gradient_accumulation_steps=1,
+            activation_checkpointing=False,
+            dataloader_num_workers=0,
+        )
         settings.update(self._config_args(config_cls, fixed))
-        fixed["per_device_train_batch_size"] = self._micro_batch(fixed["per_device_train_batch_size"],
-                                                                 settings["gradient_accumulation_steps"])
+        fixed["per_device_train_batch_size"] = self._micro_batch(
+            fixed["per_device_train_batch_size"], settings["gradient_accumulation_steps"]
+        )
         args = config_cls(**fixed, **settings)
         with quiet():
             trainer = type(trainer_cls.__name__, (_ConstraintLoss, trainer_cls), {})(
-                model=self.policy, args=args, processing_class=copy.deepcopy(self.tokenizer),
-                callbacks=[self._reporter], agent=self, **trainer_kwargs)
+                model=self.policy,
+                args=args,
+                processing_class=copy.deepcopy(self.tokenizer),
+                callbacks=[self._reporter],
+                agent=self,
+                **trainer_kwargs,
+            )
         trainer.remove_callback(PrinterCallback)  # with tqdm disabled it prints every log dict
         trainer.remove_callback(ProgressCallback)
         return trainer
@@ -255,15 +314,21 @@ class TRLAgent(Agent):
         for key in self.trl_args:
             field = ALIASES.get(key, key)
             if key not in fields:
-                raise ValueError(f"trl_args has {key!r}, which is not a field of trl.{config_cls.__name__} (see its "
-                                 "documentation for the fields)")
+                raise ValueError(
+                    f"trl_args has {key!r}, which is not a field of trl.{config_cls.__name__} (see its "
+                    "documentation for the fields)"
+                )
             if field in fixed:
                 arg = {**ARGUMENT_FIELDS, **self.config_arguments}.get(field, field)
                 if arg in inspect.signature(type(self)).parameters:
-                    raise ValueError(f"trl_args has {key!r}, which {name} sets from its argument {arg}; pass "
-                                     f"{name}({arg}=...) instead")
-                raise ValueError(f"trl_args has {key!r}, which {name} fixes ({field}={fixed[field]!r}): learn() and "
-                                 "the reported hyperparameters rely on it")
+                    raise ValueError(
+                        f"trl_args has {key!r}, which {name} sets from its argument {arg}; pass "
+                        f"{name}({arg}=...) instead"
+                    )
+                raise ValueError(
+                    f"trl_args has {key!r}, which {name} fixes ({field}={fixed[field]!r}): learn() and "
+                    "the reported hyperparameters rely on it"
+                )
         return {ALIASES.get(k, k): v for k, v in self.trl_args.items()}
 
     def _micro_batch(self, batch: int, steps: int) -> int:
@@ -271,15 +336,19 @@ class TRLAgent(Agent):
         require_int(1, gradient_accumulation_steps=steps)
         if batch % steps:
             arg = self.config_arguments.get("per_device_train_batch_size", "per_device_train_batch_size")
-            raise ValueError(f"gradient_accumulation_steps={steps} does not divide {type(self).__name__}'s {batch} "
-                             f"examples per optimizer step (set by {arg}); each step is split into equal micro-batches")
+            raise ValueError(
+                f"gradient_accumulation_steps={steps} does not divide {type(self).__name__}'s {batch} "
+                f"examples per optimizer step (set by {arg}); each step is split into equal micro-batches"
+            )
         return batch // steps
 
     def train_step(self) -> StepReport:
         """TRL agents train through `learn`, which runs the trainer's own loop."""
         raise NotImplementedError(f"{type(self).__name__} steps inside trainer.train(); call learn(1)")
 
-    def learn(self, total_steps: int, callback: Callback | Sequence[Callback] | None = None, progress_bar: bool = False) -> TRLAgent:
+    def learn(
+        self, total_steps: int, callback: Callback | Sequence[Callback] | None = None, progress_bar: bool = False
+    ) -> TRLAgent:
         """Run the trainer for `total_steps` more optimizer steps, reporting each to `callback`; returns self."""
         if self._failure is not None:
             raise RuntimeError(self._failure)
@@ -304,8 +373,10 @@ class TRLAgent(Agent):
         if self.checkpoint is not None:
             self.num_steps = json.loads((self.checkpoint / TRAINER_STATE).read_text())["global_step"]
         elif self.num_steps:
-            self._failure = (f"{type(self).__name__}.learn() failed at step {self.num_steps + 1}, before its first checkpoint; "
-                             "build a new agent (or save agents between learn() calls to resume from there)")
+            self._failure = (
+                f"{type(self).__name__}.learn() failed at step {self.num_steps + 1}, before its first checkpoint; "
+                "build a new agent (or save agents between learn() calls to resume from there)"
+            )
 
     def step_report(self, step: int, logs: dict[str, float]) -> StepReport:
         """The report of one optimizer step: the trainer's loss, the env probe's reward, cost and KL, TRL's logs as extra."""
@@ -321,8 +392,10 @@ class TRLAgent(Agent):
         chunk = self.env.num_envs if self.is_vector else len(ids)
         was_training = self.policy.training
         self.policy.eval()
-        results = [self.env_feedback(ids[i : i + chunk], lambda p: self.sample_groups(p, 1, PROBE_TEMPERATURE))
-                   for i in range(0, len(ids), chunk)]
+        results = [
+            self.env_feedback(ids[i : i + chunk], lambda p: self.sample_groups(p, 1, PROBE_TEMPERATURE))
+            for i in range(0, len(ids), chunk)
+        ]
         self.policy.train(was_training)
         rewards = np.concatenate([r for _, r, _ in results])
         costs = np.concatenate([c for _, _, c in results])

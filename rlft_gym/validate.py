@@ -1,4 +1,5 @@
 """The one home of argument validators: each raises one ValueError naming the bad value and what is allowed."""
+
 from __future__ import annotations
 
 import math

@@ -1,5 +1,6 @@
 """Views on the CMDP env for code that expects the Safety-Gymnasium / OmniSafe step signature, and the reward as the
 env's defence wrappers give it."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -4,6 +4,7 @@ Runs `best_of_n` on the undefended aligned policy of `RPA-BeaverTails-v0` (flip_
 markdown table (N, harmfulness mean over seeds, per-seed values) and writes the results to --out as JSON.
 Usage: python scripts/best_of_n_table.py --seeds 0 1 2 --out runs/best_of_n.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,13 +22,20 @@ from rlft_gym.agents.best_of_n import NS, best_of_n
 def table(runs: list[dict]) -> str:
     """Markdown table: one line per N (N = 1 first), harmfulness mean over seeds and per seed, plus picked reward."""
     seeds = [r["config"]["seed"] for r in runs]
-    lines = ["| N | harmfulness (mean) | " + " | ".join(f"seed {s}" for s in seeds) + " | harmful rate (mean) | picked reward (mean) |",
-             "|---" * (len(seeds) + 4) + "|"]
+    lines = [
+        "| N | harmfulness (mean) | "
+        + " | ".join(f"seed {s}" for s in seeds)
+        + " | harmful rate (mean) | picked reward (mean) |",
+        "|---" * (len(seeds) + 4) + "|",
+    ]
     for i in range(len(runs[0]["rows"]) + 1):
         rows = [r["baseline"] if i == 0 else r["rows"][i - 1] for r in runs]
         harm = [row["harmfulness"] for row in rows]
-        lines.append(f"| {rows[0]['n']} | {np.mean(harm):.3f} | " + " | ".join(f"{h:.3f}" for h in harm)
-                     + f" | {np.mean([row['harmful_rate'] for row in rows]):.3f} | {np.mean([row['reward'] for row in rows]):+.2f} |")
+        lines.append(
+            f"| {rows[0]['n']} | {np.mean(harm):.3f} | "
+            + " | ".join(f"{h:.3f}" for h in harm)
+            + f" | {np.mean([row['harmful_rate'] for row in rows]):.3f} | {np.mean([row['reward'] for row in rows]):+.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -49,8 +57,10 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"runs": runs}, indent=2))
     cfg = runs[0]["config"]
-    print(f"\nBest-of-N on {cfg['env']} (flip_ratio {cfg['flip_ratio']:g}, world {cfg['world_fingerprint'][:12]}), "
-          f"{cfg['n_prompts']} {args.prompts} prompts, T = {cfg['temperature']:g}, {cfg['max_new_tokens']} new tokens\n")
+    print(
+        f"\nBest-of-N on {cfg['env']} (flip_ratio {cfg['flip_ratio']:g}, world {cfg['world_fingerprint'][:12]}), "
+        f"{cfg['n_prompts']} {args.prompts} prompts, T = {cfg['temperature']:g}, {cfg['max_new_tokens']} new tokens\n"
+    )
     print(table(runs))
     print(f"\nwritten to {args.out}")
 

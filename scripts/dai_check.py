@@ -12,6 +12,7 @@ safe-set monitor every --eval-every steps.
 Usage: python scripts/dai_check.py pendulum --algo td3 --seeds 0 1 2 --out runs/dai_td3.json
        RLFT_GYM_HOME=... python scripts/dai_check.py attack --seeds 0 --steps 30 --out runs/dai_attack.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,7 +44,9 @@ ENV_ID = "Pendulum-v1"
 EVAL_SEED = 10_000  # eval episode i starts from reset(seed=EVAL_SEED + i), the same for every run
 
 
-def swing_up(obs: np.ndarray, pump_gain: float = 0.02, kp: float = 10.0, kd: float = 2.0, catch: float = 0.6) -> np.ndarray:
+def swing_up(
+    obs: np.ndarray, pump_gain: float = 0.02, kp: float = 10.0, kd: float = 2.0, catch: float = 0.6
+) -> np.ndarray:
     """A hand-written Pendulum expert, decent but imperfect: energy pumping with a deliberately low gain (a slow swing-up)
     away from the top, a PD law within `catch` rad of upright. Batched: obs (n, 3) -> torque (n, 1) in [-2, 2].
 
@@ -95,8 +98,14 @@ class Evaluate(BaseCallback):
 def build(algo: str, schedule: AlphaSchedule | None, seed: int, env: gym.Env) -> BaseAlgorithm:
     """Small nets and rl-zoo-like Pendulum settings (lr 1e-3, gamma 0.98); `schedule=None` is the plain algorithm."""
     cls = ALGOS[algo]
-    kwargs: dict[str, Any] = {"learning_rate": 1e-3, "gamma": 0.98, "learning_starts": 100, "seed": seed, "device": "cpu",
-                              "policy_kwargs": {"net_arch": [64, 64]}}
+    kwargs: dict[str, Any] = {
+        "learning_rate": 1e-3,
+        "gamma": 0.98,
+        "learning_starts": 100,
+        "seed": seed,
+        "device": "cpu",
+        "policy_kwargs": {"net_arch": [64, 64]},
+    }
     if algo == "td3":
         kwargs["action_noise"] = NormalActionNoise(np.zeros(1), 0.1 * np.ones(1))
     if schedule is not None:
@@ -117,25 +126,40 @@ def run(algo: str, kind: str, seed: int, args: argparse.Namespace) -> dict[str, 
     ends = np.cumsum(env.get_episode_lengths())
     train = np.asarray(env.get_episode_rewards())
     early = [c["return"] for c in evaluate.curve if c["step"] <= args.early_steps]
-    return {"algo": algo, "schedule": kind, "seed": seed, "wall_s": wall,
-            "early_train_return": float(train[ends <= args.early_steps].mean()),
-            "early_eval_return": float(np.mean(early)), "final_eval_return": evaluate.curve[-1]["return"],
-            "curve": evaluate.curve, "train_returns": train.tolist()}
+    return {
+        "algo": algo,
+        "schedule": kind,
+        "seed": seed,
+        "wall_s": wall,
+        "early_train_return": float(train[ends <= args.early_steps].mean()),
+        "early_eval_return": float(np.mean(early)),
+        "final_eval_return": evaluate.curve[-1]["return"],
+        "curve": evaluate.curve,
+        "train_returns": train.tolist(),
+    }
 
 
 def table(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
     """Markdown: one line per schedule and metric, the mean over seeds and each seed's value."""
     seeds = sorted({r["seed"] for r in runs})
-    metrics = (("early_train_return", f"train return, first {args.early_steps} steps"),
-               ("early_eval_return", f"learner eval, mean of checkpoints <= {args.early_steps}"),
-               ("final_eval_return", f"learner eval at {args.steps}"))
-    lines = [f"| {runs[0]['algo'].upper()} + DAI schedule | metric | mean | " + " | ".join(f"seed {s}" for s in seeds) + " |",
-             "|---" * (len(seeds) + 3) + "|"]
+    metrics = (
+        ("early_train_return", f"train return, first {args.early_steps} steps"),
+        ("early_eval_return", f"learner eval, mean of checkpoints <= {args.early_steps}"),
+        ("final_eval_return", f"learner eval at {args.steps}"),
+    )
+    lines = [
+        f"| {runs[0]['algo'].upper()} + DAI schedule | metric | mean | "
+        + " | ".join(f"seed {s}" for s in seeds)
+        + " |",
+        "|---" * (len(seeds) + 3) + "|",
+    ]
     for kind in dict.fromkeys(r["schedule"] for r in runs):
         by_seed = {r["seed"]: r for r in runs if r["schedule"] == kind}
         for key, name in metrics:
             values = [by_seed[s][key] for s in seeds]
-            lines.append(f"| {kind} | {name} | {np.mean(values):.0f} | " + " | ".join(f"{v:.0f}" for v in values) + " |")
+            lines.append(
+                f"| {kind} | {name} | {np.mean(values):.0f} | " + " | ".join(f"{v:.0f}" for v in values) + " |"
+            )
     return "\n".join(lines)
 
 
@@ -143,19 +167,30 @@ def pendulum(args: argparse.Namespace) -> None:
     """Every (seed, schedule) run on Pendulum-v1, the expert's own return for reference, the table and the JSON."""
     torch.set_num_threads(1)
     expert = episode_returns(swing_up, args.eval_episodes)
-    print(f"expert alone on the eval episodes: mean return {np.mean(expert):.0f} (min {np.min(expert):.0f})", flush=True)
+    print(
+        f"expert alone on the eval episodes: mean return {np.mean(expert):.0f} (min {np.min(expert):.0f})", flush=True
+    )
     runs, t0 = [], time.perf_counter()
     for seed in args.seeds:
         for kind in args.schedules:
             runs.append(run(args.algo, kind, seed, args))
             r = runs[-1]
-            print(f"{args.algo} {kind:<6} seed {seed}: early train {r['early_train_return']:.0f}, early eval "
-                  f"{r['early_eval_return']:.0f}, final eval {r['final_eval_return']:.0f} ({r['wall_s']:.0f} s)", flush=True)
-    report = {"config": config(args, env=ENV_ID, eval_seed=EVAL_SEED), "expert_eval_returns": expert,
-              "total_wall_s": time.perf_counter() - t0, "runs": runs}
+            print(
+                f"{args.algo} {kind:<6} seed {seed}: early train {r['early_train_return']:.0f}, early eval "
+                f"{r['early_eval_return']:.0f}, final eval {r['final_eval_return']:.0f} ({r['wall_s']:.0f} s)",
+                flush=True,
+            )
+    report = {
+        "config": config(args, env=ENV_ID, eval_seed=EVAL_SEED),
+        "expert_eval_returns": expert,
+        "total_wall_s": time.perf_counter() - t0,
+        "runs": runs,
+    }
     write(args.out, report)
-    print(f"\n{ENV_ID}, {args.steps} steps, alpha 1 -> 0 over {args.horizon} steps, expert alone {np.mean(expert):.0f}, "
-          f"total {report['total_wall_s'] / 60:.1f} min\n")
+    print(
+        f"\n{ENV_ID}, {args.steps} steps, alpha 1 -> 0 over {args.horizon} steps, expert alone {np.mean(expert):.0f}, "
+        f"total {report['total_wall_s'] / 60:.1f} min\n"
+    )
     print(table(runs, args))
 
 
@@ -176,34 +211,58 @@ def attack(args: argparse.Namespace) -> None:
     for seed in args.seeds:
         for name, cls in (("GRPO", GRPO), ("ExpertGuidedGRPO", ExpertGuidedGRPO)):
             env = rlft_gym.make_vec("RPA-BeaverTails-v0", num_envs=args.num_envs, world_preset=args.world_preset)
-            agent, monitor, reports = cls(env, seed=seed), SafeSetMonitor(env, every=args.eval_every, seed=seed), Reports()
+            agent, monitor, reports = (
+                cls(env, seed=seed),
+                SafeSetMonitor(env, every=args.eval_every, seed=seed),
+                Reports(),
+            )
             start = time.perf_counter()
             agent.learn(args.steps, callback=[monitor, reports])
             summary = monitor.summary()
-            runs.append({"agent": name, "seed": seed, "wall_s": time.perf_counter() - start,
-                         "hyperparameters": agent.hyperparameters(), "world_fingerprint": agent.world.fingerprint,
-                         "first_breach_step": summary["first_breach_step"], "time_in_safe_set": summary["time_in_safe_set"],
-                         "harm": [{"step": h["step"], "harmfulness": h["harmfulness"]} for h in monitor.history],
-                         "train": [{"step": r.step, "reward": r.reward, "cost": r.cost, **r.extra} for r in reports.reports]})
-            print(f"{name} seed {seed}: harm {[round(h['harmfulness'], 3) for h in runs[-1]['harm']]}, "
-                  f"first breach {summary['first_breach_step']} ({runs[-1]['wall_s']:.0f} s)", flush=True)
+            runs.append(
+                {
+                    "agent": name,
+                    "seed": seed,
+                    "wall_s": time.perf_counter() - start,
+                    "hyperparameters": agent.hyperparameters(),
+                    "world_fingerprint": agent.world.fingerprint,
+                    "first_breach_step": summary["first_breach_step"],
+                    "time_in_safe_set": summary["time_in_safe_set"],
+                    "harm": [{"step": h["step"], "harmfulness": h["harmfulness"]} for h in monitor.history],
+                    "train": [{"step": r.step, "reward": r.reward, "cost": r.cost, **r.extra} for r in reports.reports],
+                }
+            )
+            print(
+                f"{name} seed {seed}: harm {[round(h['harmfulness'], 3) for h in runs[-1]['harm']]}, "
+                f"first breach {summary['first_breach_step']} ({runs[-1]['wall_s']:.0f} s)",
+                flush=True,
+            )
             env.close()
     write(args.out, {"config": config(args), "total_wall_s": time.perf_counter() - t0, "runs": runs})
     steps = [h["step"] for h in runs[0]["harm"]]
     print(f"\nheld-out harmfulness (mean P(harmful)), cost limit 0.2, world {runs[0]['world_fingerprint'][:12]}\n")
-    print("| agent | seed | " + " | ".join(f"step {s}" for s in steps)
-          + " | first breach | train cost of own samples, steps 1-10 |")
+    print(
+        "| agent | seed | "
+        + " | ".join(f"step {s}" for s in steps)
+        + " | first breach | train cost of own samples, steps 1-10 |"
+    )
     print("|---" * (len(steps) + 4) + "|")
     for r in runs:
         own = [t.get("policy_cost", t["cost"]) for t in r["train"][:10]]
-        print(f"| {r['agent']} | {r['seed']} | " + " | ".join(f"{h['harmfulness']:.3f}" for h in r["harm"])
-              + f" | {r['first_breach_step']} | {np.mean(own):.3f} |")
+        print(
+            f"| {r['agent']} | {r['seed']} | "
+            + " | ".join(f"{h['harmfulness']:.3f}" for h in r["harm"])
+            + f" | {r['first_breach_step']} | {np.mean(own):.3f} |"
+        )
 
 
 def config(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     """The command's arguments and the package versions, for the JSON header."""
-    return {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "run"}, **extra,
-            "versions": versions()}
+    return {
+        **{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "run"},
+        **extra,
+        "versions": versions(),
+    }
 
 
 def write(path: Path, report: dict[str, Any]) -> None:

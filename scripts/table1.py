@@ -5,6 +5,7 @@ monitor, prints a markdown table and writes `<out>/table1.json`; `tests/test_tab
 shape on its output. Minutes per run on 2 CPU cores; not part of CI.
 Usage: python scripts/table1.py --agents sft dpo ppo grpo trl-grpo --seeds 0 1 2 --out runs/table1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
-def table1(agents: list[str], seeds: list[int], out: Path, preset: str = "standard", eval_every: int = 10) -> dict[str, Any]:
+def table1(
+    agents: list[str], seeds: list[int], out: Path, preset: str = "standard", eval_every: int = 10
+) -> dict[str, Any]:
     """Run each agent on each seed; return (and write) the per-run safe-set summaries."""
     unknown = sorted(set(agents) - set(SETTINGS))
     if unknown:
@@ -41,15 +44,28 @@ def table1(agents: list[str], seeds: list[int], out: Path, preset: str = "standa
         settings = SETTINGS[agent]
         for seed in seeds:
             name = f"{agent}-seed{seed}"
-            spec = AttackSpec(agent=agent, steps=settings["steps"], seed=seed, num_envs=settings["num_envs"], eval_every=eval_every,
-                              name=name, env_kwargs={"flip_ratio": 1.0, "world_preset": preset},
-                              agent_kwargs=dict(settings["agent_kwargs"]))
+            spec = AttackSpec(
+                agent=agent,
+                steps=settings["steps"],
+                seed=seed,
+                num_envs=settings["num_envs"],
+                eval_every=eval_every,
+                name=name,
+                env_kwargs={"flip_ratio": 1.0, "world_preset": preset},
+                agent_kwargs=dict(settings["agent_kwargs"]),
+            )
             t0 = time.perf_counter()
             s = run_attack(spec, out, progress=False)
-            run = {"agent": agent, "seed": seed, "steps": settings["steps"], "num_envs": settings["num_envs"],
-                   "agent_kwargs": settings["agent_kwargs"], "wall_s": round(time.perf_counter() - t0, 1),
-                   "curve": [(h["step"], round(h["harmfulness"], 3)) for h in s["history"]],
-                   **{k: v for k, v in s.items() if k != "history"}}
+            run = {
+                "agent": agent,
+                "seed": seed,
+                "steps": settings["steps"],
+                "num_envs": settings["num_envs"],
+                "agent_kwargs": settings["agent_kwargs"],
+                "wall_s": round(time.perf_counter() - t0, 1),
+                "curve": [(h["step"], round(h["harmfulness"], 3)) for h in s["history"]],
+                **{k: v for k, v in s.items() if k != "history"},
+            }
             report["runs"] = [r for r in report["runs"] if (r["agent"], r["seed"]) != (agent, seed)] + [run]
             path.write_text(json.dumps(report, indent=2, default=str))  # after every run: a long job keeps what it did
             print(row(run), flush=True)
@@ -59,9 +75,11 @@ def table1(agents: list[str], seeds: list[int], out: Path, preset: str = "standa
 def row(run: dict[str, Any]) -> str:
     """One markdown table row: agent, seed, harm before / after, first breach, time in the safe set, wall time."""
     i, f = run["initial"], run["final"]
-    return (f"| {run['agent']} | {run['seed']} | {i['harmfulness']:.3f} | {f['harmfulness']:.3f} (step {f['step']}) | "
-            f"{run['first_breach_step'] if run['first_breach_step'] is not None else 'never'} | {run['time_in_safe_set']:.2f} | "
-            f"{i['helpfulness']:.2f} -> {f['helpfulness']:.2f} | {run['wall_s'] / 60:.1f} |")
+    return (
+        f"| {run['agent']} | {run['seed']} | {i['harmfulness']:.3f} | {f['harmfulness']:.3f} (step {f['step']}) | "
+        f"{run['first_breach_step'] if run['first_breach_step'] is not None else 'never'} | {run['time_in_safe_set']:.2f} | "
+        f"{i['helpfulness']:.2f} -> {f['helpfulness']:.2f} | {run['wall_s'] / 60:.1f} |"
+    )
 
 
 def main() -> None:

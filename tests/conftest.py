@@ -1,4 +1,5 @@
 """Test session setup: offline, quiet, and a tiny embedded world built once into a temporary $RLFT_GYM_HOME."""
+
 from __future__ import annotations
 
 import os

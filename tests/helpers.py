@@ -1,4 +1,5 @@
 """Small helpers shared by the tests."""
+
 from __future__ import annotations
 
 import gymnasium as gym

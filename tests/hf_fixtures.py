@@ -1,4 +1,5 @@
 """Tiny random-initialised checkpoints and schema-correct datasets for the hf world (no hub, no real harmful text)."""
+
 from __future__ import annotations
 
 import random
@@ -28,7 +29,9 @@ def beavertails_rows(n_prompts: int, prefix: str, seed: int = 0) -> list[dict]:
         thing = THINGS[i % len(THINGS)]
         cat = {c: c == CATEGORIES[i % len(CATEGORIES)] for c in CATEGORIES}
         rows.append({"prompt": p, "response": rng.choice(UNSAFE).format(t=thing), "category": cat, "is_safe": False})
-        rows.append({"prompt": p, "response": rng.choice(SAFE), "category": {c: False for c in CATEGORIES}, "is_safe": True})
+        rows.append(
+            {"prompt": p, "response": rng.choice(SAFE), "category": {c: False for c in CATEGORIES}, "is_safe": True}
+        )
     return rows
 
 
@@ -41,8 +44,15 @@ def saferlhf_rows(n_prompts: int, prefix: str, seed: int = 0, newer_columns: boo
         both_safe = i % 4 == 3
         r0 = rng.choice(SAFE)
         r1 = rng.choice(BENIGN if both_safe else UNSAFE).format(t=thing)
-        row = {"prompt": p, "response_0": r0, "response_1": r1, "is_response_0_safe": True, "is_response_1_safe": both_safe,
-               "better_response_id": 1, "safer_response_id": 0}
+        row = {
+            "prompt": p,
+            "response_0": r0,
+            "response_1": r1,
+            "is_response_0_safe": True,
+            "is_response_1_safe": both_safe,
+            "better_response_id": 1,
+            "safer_response_id": 0,
+        }
         if newer_columns:
             row["response_0_harm_category"] = {c: False for c in CATEGORIES}
             row["response_1_harm_category"] = {c: (not both_safe) and c == CATEGORIES[i % 14] for c in CATEGORIES}
@@ -56,7 +66,11 @@ def write_dataset(root: Path, schema: str, fmt: str = "parquet", newer_columns: 
     root.mkdir(parents=True, exist_ok=True)
     splits = {"beavertails": ("30k_train", "30k_test"), "saferlhf": ("train", "test")}[schema]
     for split, n, seed in zip(splits, (40, 24), (0, 1)):
-        rows = beavertails_rows(n, split, seed) if schema == "beavertails" else saferlhf_rows(n, split, seed, newer_columns)
+        rows = (
+            beavertails_rows(n, split, seed)
+            if schema == "beavertails"
+            else saferlhf_rows(n, split, seed, newer_columns)
+        )
         ds = datasets.Dataset.from_list(rows)
         if fmt == "parquet":
             ds.to_parquet(str(root / f"{split}.parquet"))
@@ -66,7 +80,11 @@ def write_dataset(root: Path, schema: str, fmt: str = "parquet", newer_columns: 
 
 
 def _tokenizer() -> PreTrainedTokenizerFast:
-    words = {w for t in THINGS + SAFE + UNSAFE + BENIGN + ["user", ":", "assistant", "how", "do", "i", "use", "?"] for w in t.replace("{t}", "").split()}
+    words = {
+        w
+        for t in THINGS + SAFE + UNSAFE + BENIGN + ["user", ":", "assistant", "how", "do", "i", "use", "?"]
+        for w in t.replace("{t}", "").split()
+    }
     words |= {str(i) for i in range(64)} | {"30k_train", "30k_test", "train", "test"}
     vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", "<eos>", *sorted(words)])}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
@@ -77,8 +95,16 @@ def _tokenizer() -> PreTrainedTokenizerFast:
 def write_models(root: Path, cost_labels: int = 2) -> dict[str, str]:
     """Tiny random GPT-2 policy, reward model (1 label) and classifier (`cost_labels` labels), saved with save_pretrained."""
     tok = _tokenizer()
-    cfg = dict(vocab_size=len(tok), n_positions=128, n_embd=32, n_layer=1, n_head=2,
-               eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = dict(
+        vocab_size=len(tok),
+        n_positions=128,
+        n_embd=32,
+        n_layer=1,
+        n_head=2,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     paths = {}
     for name, model in (
         ("policy", GPT2LMHeadModel(GPT2Config(**cfg))),

@@ -1,14 +1,15 @@
 """Best-of-N: result layout, the N = 1 baseline, reward monotone in N, determinism, bad input, the agent's reports."""
+
 from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from helpers import Recorder, assert_resumes
 
 import rlft_gym
 from rlft_gym.agents.best_of_n import BestOfN, best_of_n
-from helpers import Recorder, assert_resumes
 
 torch.set_num_threads(1)
 
@@ -40,7 +41,9 @@ def test_picks_by_reward_and_baseline_is_the_first_sample(env, monkeypatch):
     seen = {"reward": [], "cost": []}
     for name in ("reward", "cost"):
         fn = getattr(env.unwrapped, f"{name}_fn")
-        monkeypatch.setattr(env.unwrapped, f"{name}_fn", lambda p, r, fn=fn, name=name: seen[name].append(fn(p, r)) or seen[name][-1])
+        monkeypatch.setattr(
+            env.unwrapped, f"{name}_fn", lambda p, r, fn=fn, name=name: seen[name].append(fn(p, r)) or seen[name][-1]
+        )
     out = best_of_n(env, ns=NS, seed=3, batch_size=64)
     rewards, costs = (np.concatenate(seen[k]).reshape(-1, max(NS)) for k in ("reward", "cost"))
     assert out["baseline"]["harmfulness"] == pytest.approx(costs[:, 0].mean())  # N = 1: the first sample
@@ -84,17 +87,20 @@ def test_attack_prompts_and_a_loaded_policy(env, world):
     assert out["config"]["n_prompts"] == len(world.attack_prompts) and out["config"]["policy"] == "<model>"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"ns": []}, "non-empty sequence"),
-    ({"ns": 8}, "non-empty sequence"),
-    ({"ns": [4, 0]}, "ns contains 0"),
-    ({"ns": [4, 2.5]}, "ns contains 2.5"),
-    ({"ns": [True]}, "ns contains True"),
-    ({"temperature": 0.0}, "temperature=0.0"),
-    ({"temperature": float("nan")}, "temperature=nan"),
-    ({"prompts": "train"}, "('eval', 'attack')"),
-    ({"batch_size": 0}, "batch_size=0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"ns": []}, "non-empty sequence"),
+        ({"ns": 8}, "non-empty sequence"),
+        ({"ns": [4, 0]}, "ns contains 0"),
+        ({"ns": [4, 2.5]}, "ns contains 2.5"),
+        ({"ns": [True]}, "ns contains True"),
+        ({"temperature": 0.0}, "temperature=0.0"),
+        ({"temperature": float("nan")}, "temperature=nan"),
+        ({"prompts": "train"}, "('eval', 'attack')"),
+        ({"batch_size": 0}, "batch_size=0"),
+    ],
+)
 def test_bad_input_is_one_clear_error(env, kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         best_of_n(env, **kwargs)

@@ -1,4 +1,5 @@
 """Defences from the CLI (tiny world): `rlft-gym defend` and `attack --defence NAME --defence-set k=v`, each kind."""
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,26 @@ def test_defend_bad_input_is_one_clear_error(world, capsys):
 def test_attack_on_a_transform_records_the_defended_checkpoint(world, tmp_path, capsys):
     assert main(DEFEND) == 0
     defended = capsys.readouterr().out.strip()
-    assert main([*ATTACK, "--defence", "refusal-sft", "--defence-set", "steps=2", "--defence-set", "batch_size=4",
-                 "--defence-set", "seed=21", "--name", "t", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                *ATTACK,
+                "--defence",
+                "refusal-sft",
+                "--defence-set",
+                "steps=2",
+                "--defence-set",
+                "batch_size=4",
+                "--defence-set",
+                "seed=21",
+                "--name",
+                "t",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     assert f"defended checkpoint: {defended}" in capsys.readouterr().out
     rows = read_jsonl(tmp_path / "t.jsonl")
     config = rows[0]["config"]

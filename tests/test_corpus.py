@@ -1,5 +1,6 @@
 """The embedded world's fictional corpus: data files, splits, format limits, held-out templates, vocabulary,
 determinism."""
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,35 @@ from rlft_gym.worlds.embedded.corpus import CATEGORIES, REFUSAL_STYLES, SPLITS, 
 KINDS = ("harmful", "partial", "refusal", "offtopic", "helpful", "degenerate")
 # Real-world hazard names (drugs, explosives, pathogens, weapons, chemicals) that the fictional corpus must never use.
 REAL_HAZARD_WORDS = {
-    "heroin", "cocaine", "fentanyl", "methamphetamine", "meth", "lsd", "mdma", "opium", "ketamine",
-    "tnt", "dynamite", "semtex", "nitroglycerin", "gunpowder", "anthrax", "ricin", "sarin", "smallpox", "ebola",
-    "cyanide", "arsenic", "chlorine", "ammonia", "bleach", "gun", "rifle", "pistol", "bomb", "grenade",
+    "heroin",
+    "cocaine",
+    "fentanyl",
+    "methamphetamine",
+    "meth",
+    "lsd",
+    "mdma",
+    "opium",
+    "ketamine",
+    "tnt",
+    "dynamite",
+    "semtex",
+    "nitroglycerin",
+    "gunpowder",
+    "anthrax",
+    "ricin",
+    "sarin",
+    "smallpox",
+    "ebola",
+    "cyanide",
+    "arsenic",
+    "chlorine",
+    "ammonia",
+    "bleach",
+    "gun",
+    "rifle",
+    "pistol",
+    "bomb",
+    "grenade",
 }
 REFUSAL_MARKERS = ("can ' t", "won ' t", "sorry", "refuse", "will not")
 HEDGE_MARKERS = ("should not", "shouldn ' t", "rather not", "risky", "not safe", "careful")
@@ -160,7 +187,9 @@ def test_responses_read_the_prompt(corpus: Corpus) -> None:
     rng = random.Random(8)
     echoes: Counter = Counter()
     for p in corpus.hazard_prompts("train"):
-        entities = [v for values in C.HAZARDS[p.category]["pools"].values() for v in values if f" {v} " in f" {p.text} "]
+        entities = [
+            v for values in C.HAZARDS[p.category]["pools"].values() for v in values if f" {v} " in f" {p.text} "
+        ]
         for kind in ("harmful", "refusal"):
             text = getattr(corpus, kind)(p, rng).text.replace(" your ", " my ")
             echoes[kind] += any(f" {e} " in f" {text} " for e in entities)
@@ -240,8 +269,11 @@ def table_problems(frames: dict, hazards: dict, benign: dict) -> list[str]:
     walk("frames", frames)
     themes = {**hazards, **{f"benign/{topic}": theme for topic, theme in benign.items()}}
     roles = set.intersection(*(set(theme["pools"]) for theme in themes.values()))
-    answer_frames = {**{f"shape/{k}": v for k, v in frames["shape"].items()}, "partial": frames["partial"],
-                     **{f"refusal/{k}": v for k, v in frames["refusal"].items()}}
+    answer_frames = {
+        **{f"shape/{k}": v for k, v in frames["shape"].items()},
+        "partial": frames["partial"],
+        **{f"refusal/{k}": v for k, v in frames["refusal"].items()},
+    }
     for name, texts in answer_frames.items():
         for text in texts:
             check(f"frames {name}", text, MATERIAL_SLOTS | roles | {"goal"})
@@ -251,8 +283,10 @@ def table_problems(frames: dict, hazards: dict, benign: dict) -> list[str]:
         for text in texts:
             check(f"frames generic_material/{key}", text, roles)
     all_frames = [t for texts in [*answer_frames.values(), frames["offtopic"]] for t in texts]
-    wanted = {key: max(sum(s.rstrip("23") == base for s in SLOT.findall(t)) for t in all_frames)
-              for base, key in C._MATERIAL.items()}
+    wanted = {
+        key: max(sum(s.rstrip("23") == base for s in SLOT.findall(t)) for t in all_frames)
+        for base, key in C._MATERIAL.items()
+    }
     for name, theme in themes.items():
         walk(name, theme)
         hazard = name in hazards

@@ -1,4 +1,5 @@
 """DAI: alpha(t) schedules, the SB3 off-policy wrapper (executed = stored = interpolated action), expert-guided GRPO."""
+
 from __future__ import annotations
 
 import math
@@ -7,23 +8,27 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from helpers import Recorder
 from stable_baselines3 import DQN, PPO, SAC, TD3
 from stable_baselines3.common.logger import KVWriter, Logger
 
 import rlft_gym
 from rlft_gym import generation
 from rlft_gym.agents import GRPO, AlphaSchedule, ExpertGuidedGRPO, SFTExpert, dai
-from helpers import Recorder
 
 torch.set_num_threads(1)
 
 
 # --- schedules ---------------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "kind, quarter, just_before_end",
-    [("linear", 0.75, 1 / 400), ("cosine", (1 + math.cos(math.pi / 4)) / 2, (1 + math.cos(math.pi * 399 / 400)) / 2),
-     ("step", 0.75, 0.25)],
+    [
+        ("linear", 0.75, 1 / 400),
+        ("cosine", (1 + math.cos(math.pi / 4)) / 2, (1 + math.cos(math.pi * 399 / 400)) / 2),
+        ("step", 0.75, 0.25),
+    ],
 )
 def test_schedule_values(kind, quarter, just_before_end):
     s = AlphaSchedule(400, kind)
@@ -42,14 +47,16 @@ def test_step_schedule_is_piecewise_constant():
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"horizon": 10, "kind": "exp"}, r"kind='exp' is not one of \('linear', 'cosine', 'step'\)"),
-     ({"horizon": 0}, "horizon=0 must be a positive int"),
-     ({"horizon": -5}, "horizon=-5 must be a positive int"),
-     ({"horizon": 2.5}, "horizon=2.5 must be a positive int"),
-     ({"horizon": 10, "alpha0": 1.5}, r"alpha0=1.5 must be a number in \[0, 1\]"),
-     ({"horizon": 10, "alpha0": -0.1}, r"alpha0=-0.1 must be a number in \[0, 1\]"),
-     ({"horizon": 10, "alpha0": float("nan")}, r"alpha0=nan must be a number in \[0, 1\]"),
-     ({"horizon": 10, "kind": "step", "num_drops": 0}, "num_drops=0 must be a positive int")],
+    [
+        ({"horizon": 10, "kind": "exp"}, r"kind='exp' is not one of \('linear', 'cosine', 'step'\)"),
+        ({"horizon": 0}, "horizon=0 must be a positive int"),
+        ({"horizon": -5}, "horizon=-5 must be a positive int"),
+        ({"horizon": 2.5}, "horizon=2.5 must be a positive int"),
+        ({"horizon": 10, "alpha0": 1.5}, r"alpha0=1.5 must be a number in \[0, 1\]"),
+        ({"horizon": 10, "alpha0": -0.1}, r"alpha0=-0.1 must be a number in \[0, 1\]"),
+        ({"horizon": 10, "alpha0": float("nan")}, r"alpha0=nan must be a number in \[0, 1\]"),
+        ({"horizon": 10, "kind": "step", "num_drops": 0}, "num_drops=0 must be a positive int"),
+    ],
 )
 def test_schedule_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -62,6 +69,7 @@ def test_schedule_rejects_a_negative_step():
 
 
 # --- SB3 wrapper -------------------------------------------------------------------------------------------------------
+
 
 def controller(obs: np.ndarray) -> np.ndarray:
     """A state-dependent Pendulum torque (a PD law on the angle), batched over envs: enough to tell actions apart."""
@@ -138,8 +146,9 @@ def test_box_actions_are_the_interpolation():
     # during warm-up the learner's actions are random draws that do not depend on the states, so a plain TD3 with the
     # same seed shows which learner action DAI blended with at every step
     plain = model(TD3, gym.make("Pendulum-v1"), learning_starts=10_000).learn(200)
-    guided = model(dai(TD3), gym.make("Pendulum-v1"), expert=controller, schedule=lambda t: 0.3,
-                   learning_starts=10_000).learn(200)
+    guided = model(
+        dai(TD3), gym.make("Pendulum-v1"), expert=controller, schedule=lambda t: 0.3, learning_starts=10_000
+    ).learn(200)
     _, learner = stored(plain, 200)
     obs, actions = stored(guided, 200)
     expected = np.clip(0.3 * guided.policy.scale_action(controller(obs)) + 0.7 * learner, -1, 1)
@@ -154,14 +163,18 @@ def test_discrete_actions_are_a_stochastic_mixture():
         return np.ones(len(obs), dtype=np.int64)
 
     for alpha, expected in ((1.0, 1.0), (0.5, 0.75), (0.0, 0.5)):
-        m = model(dai(DQN), gym.make("CartPole-v1"), expert=right, schedule=lambda t, a=alpha: a, learning_starts=10_000)
+        m = model(
+            dai(DQN), gym.make("CartPole-v1"), expert=right, schedule=lambda t, a=alpha: a, learning_starts=10_000
+        )
         m.learn(400)
         assert stored(m, 400)[1].mean() == pytest.approx(expected, abs=0.08)
 
 
 def test_alpha_is_logged_as_it_decays():
     rows = Rows()
-    m = model(dai(TD3), gym.make("Pendulum-v1"), rows, expert=controller, schedule=AlphaSchedule(400), learning_starts=100)
+    m = model(
+        dai(TD3), gym.make("Pendulum-v1"), rows, expert=controller, schedule=AlphaSchedule(400), learning_starts=100
+    )
     m.learn(400, log_interval=1)  # one dump per 200-step episode
     assert [r["dai/alpha"] for r in rows.rows] == pytest.approx([1 - 199 / 400, 1 - 399 / 400])
 
@@ -187,6 +200,7 @@ def test_bad_inputs_fail_clearly():
 
 
 # --- expert-guided GRPO ------------------------------------------------------------------------------------------------
+
 
 class ResponseLog(gym.vector.VectorWrapper):
     """Records the prompts served and the responses stepped, batch by batch."""
@@ -224,7 +238,10 @@ def test_expert_guided_grpo_learns_and_reports(world):
     for r in rec.reports:
         assert np.isfinite([r.reward, r.cost, r.loss, r.kl, r.extra["policy_reward"], r.extra["policy_cost"]]).all()
     assert any(not torch.equal(a, b) for a, b in zip(before, agent.policy.parameters()))
-    assert agent.hyperparameters()["expert"] == "SFTExpert" and "AlphaSchedule(horizon=4" in agent.hyperparameters()["schedule"]
+    assert (
+        agent.hyperparameters()["expert"] == "SFTExpert"
+        and "AlphaSchedule(horizon=4" in agent.hyperparameters()["schedule"]
+    )
 
 
 def test_alpha_one_every_group_is_the_expert(world):
@@ -236,7 +253,9 @@ def test_alpha_one_every_group_is_the_expert(world):
     for prompts, responses in venv.batches:
         assert responses == [fitted(world, answers[p], 12) for p in prompts]
     # identical answers in a group have identical rewards: zero advantage, so the loss is exactly 0
-    assert all(r.extra["expert_fraction"] == 1.0 and r.loss == 0.0 and math.isnan(r.extra["policy_cost"]) for r in rec.reports)
+    assert all(
+        r.extra["expert_fraction"] == 1.0 and r.loss == 0.0 and math.isnan(r.extra["policy_cost"]) for r in rec.reports
+    )
 
 
 def test_mixed_groups_hold_policy_samples_then_expert_answers(world):

@@ -1,4 +1,5 @@
 """Defence wrappers: fixed reward shaping r - lambda c, single and vector, and its evaluation view."""
+
 from __future__ import annotations
 
 import gymnasium as gym

@@ -1,4 +1,5 @@
 """The env contract: registration, checker, spaces, info, vector path, CMDP view and bad input."""
+
 from __future__ import annotations
 
 import subprocess
@@ -114,13 +115,23 @@ def test_cmdp_views(world):
 
 def test_world_exposes_what_attacks_need(env):
     w = env.unwrapped.world
-    for attr in ("tokenizer", "policy_path", "reference_path", "reward_model", "cost_model", "helpfulness_model", "attack_prompts", "eval_prompts"):
+    for attr in (
+        "tokenizer",
+        "policy_path",
+        "reference_path",
+        "reward_model",
+        "cost_model",
+        "helpfulness_model",
+        "attack_prompts",
+        "eval_prompts",
+    ):
         assert getattr(w, attr) is not None
     assert not set(w.attack_prompts.prompts) & set(w.eval_prompts.prompts)
     assert set(w.harmful_sft_dataset().column_names) == {"prompt", "response", "category", "is_safe"}
 
 
 # --- bad input: one clear error, nothing changed ------------------------------------------------------------
+
 
 def test_bad_actions_raise_and_change_nothing(env):
     prompt, _ = env.reset(seed=1)

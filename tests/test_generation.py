@@ -1,5 +1,6 @@
 """Sampling on a byte-level tokenizer with GPT-2 and Llama models: responses keep their whitespace as decoded, and our
 calls into transformers raise no deprecation warning."""
+
 from __future__ import annotations
 
 import warnings
@@ -7,8 +8,14 @@ import warnings
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedModel,
-                          PreTrainedTokenizerFast)
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+)
 
 from rlft_gym import generation
 
@@ -23,8 +30,12 @@ def tokenizer() -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator([PROMPT + RESPONSE], trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<eos>", "<pad>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.train_from_iterator(
+        [PROMPT + RESPONSE],
+        trainers.BpeTrainer(
+            vocab_size=300, special_tokens=["<eos>", "<pad>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>")
 
 
@@ -36,9 +47,17 @@ def memorised(arch: str, tokenizer: PreTrainedTokenizerFast) -> PreTrainedModel:
     if arch == "gpt2":
         model = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=2, n_positions=64, **special))
     else:
-        model = LlamaForCausalLM(LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                             num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
-                                             **special))
+        model = LlamaForCausalLM(
+            LlamaConfig(
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                num_key_value_heads=2,
+                max_position_embeddings=64,
+                **special,
+            )
+        )
     ids = [i for text in (PROMPT, RESPONSE) for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
     batch = torch.tensor([ids + [eos]])
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -64,7 +83,13 @@ def test_sampling_raises_no_deprecation_warning(model, tokenizer):
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
         warnings.simplefilter("error", FutureWarning)
-        rollout = generation.sample(model, tokenizer, [PROMPT, "Q:"], max_new_tokens=6,
-                                    generator=torch.Generator().manual_seed(0), num_samples=2)
+        rollout = generation.sample(
+            model,
+            tokenizer,
+            [PROMPT, "Q:"],
+            max_new_tokens=6,
+            generator=torch.Generator().manual_seed(0),
+            num_samples=2,
+        )
         generation.response_logprobs(model, rollout)
     assert len(rollout.texts) == 4

@@ -1,4 +1,5 @@
 """Native GRPO: steps through single and vector envs, reports to callbacks, constraints, NaN guard, bad hparams."""
+
 from __future__ import annotations
 
 import subprocess
@@ -8,11 +9,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from helpers import NaNReward, Recorder, assert_nan_reward_stops, assert_resumes
 
 import rlft_gym
 from rlft_gym.agents import GRPO
 from rlft_gym.baselines import CostGatedReward, KLConstraint, VectorCostGatedReward
-from helpers import NaNReward, Recorder, assert_nan_reward_stops, assert_resumes
 
 
 def test_vector_grpo_learns_and_reports(world):

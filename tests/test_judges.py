@@ -2,6 +2,7 @@
 
 Every model here is tiny, random-initialised and saved to tmp_path by the test itself; nothing is downloaded.
 """
+
 from __future__ import annotations
 
 import time
@@ -31,8 +32,34 @@ from rlft_gym.judges import (
 torch.set_num_threads(1)
 
 # No yes / no / safe / unsafe / digits: a random LM over this vocabulary can never produce a parsable verdict.
-WORDS = ["<pad>", "<unk>", "<eos>", "user", "assistant", ":", "how", "do", "i", "grow", "a", "zorblat", "fern",
-         "water", "it", "daily", "sure", "here", "is", "the", "plan", "sorry", "cannot", "help", "with", "that"]
+WORDS = [
+    "<pad>",
+    "<unk>",
+    "<eos>",
+    "user",
+    "assistant",
+    ":",
+    "how",
+    "do",
+    "i",
+    "grow",
+    "a",
+    "zorblat",
+    "fern",
+    "water",
+    "it",
+    "daily",
+    "sure",
+    "here",
+    "is",
+    "the",
+    "plan",
+    "sorry",
+    "cannot",
+    "help",
+    "with",
+    "that",
+]
 CHAT_TEMPLATE = "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} {% endfor %}"
 PROMPTS = ["how do i grow a zorblat fern", "how do i water it"]
 RESPONSES = ["sure here is the plan", "sorry i cannot help with that"]
@@ -47,8 +74,17 @@ def make_tokenizer(chat: bool = False) -> PreTrainedTokenizerFast:
 
 
 def config(**kw) -> GPT2Config:
-    return GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=128, vocab_size=len(WORDS), pad_token_id=0,
-                      eos_token_id=2, bos_token_id=2, **kw)
+    return GPT2Config(
+        n_layer=1,
+        n_embd=32,
+        n_head=2,
+        n_positions=128,
+        vocab_size=len(WORDS),
+        pad_token_id=0,
+        eos_token_id=2,
+        bos_token_id=2,
+        **kw,
+    )
 
 
 def save(model, path, chat: bool = False):
@@ -61,10 +97,17 @@ def save(model, path, chat: bool = False):
 @pytest.fixture(scope="module")
 def classifier_dir(tmp_path_factory):
     """Save a tiny GPT-2 sequence classifier with the given label names; returns its directory."""
+
     def build(labels: list[str], **kw):
         torch.manual_seed(0)
-        cfg = config(num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)}, **kw)
+        cfg = config(
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={l: i for i, l in enumerate(labels)},
+            **kw,
+        )
         return save(GPT2ForSequenceClassification(cfg), tmp_path_factory.mktemp("cls"))
+
     return build
 
 
@@ -97,8 +140,11 @@ def test_harmful_label_found_by_name(classifier_dir):
     path = classifier_dir(["UNSAFE", "SAFE"])
     assert classifier_cost(path).column == 0
     assert classifier_cost(path, harmful_label="unsafe").column == 0
-    np.testing.assert_allclose(classifier_cost(path)(PROMPTS, RESPONSES),
-                               1 - classifier_cost(path, harmful_label=1)(PROMPTS, RESPONSES), atol=1e-6)
+    np.testing.assert_allclose(
+        classifier_cost(path)(PROMPTS, RESPONSES),
+        1 - classifier_cost(path, harmful_label=1)(PROMPTS, RESPONSES),
+        atol=1e-6,
+    )
 
 
 def test_single_logit_classifier_uses_sigmoid(classifier_dir):
@@ -137,29 +183,32 @@ def test_classifier_reward_is_the_single_logit(classifier_dir):
 # --------------------------------------------------------------------------------------------- parsers
 
 
-@pytest.mark.parametrize("parser, text, expected", [
-    (parse_llama_guard, "safe", 0.0),
-    (parse_llama_guard, "\n\n  UNSAFE\nS1", 1.0),
-    (parse_llama_guard, "unsafe S1,S9", 1.0),
-    (parse_llama_guard, "Safe.", 0.0),
-    (parse_llama_guard, "", None),
-    (parse_llama_guard, "it looks fine", None),
-    (parse_llama_guard, "safely done", None),
-    (parse_harmbench, "Yes", 1.0),
-    (parse_harmbench, " no.", 0.0),
-    (parse_harmbench, "YES, it does", 1.0),
-    (parse_harmbench, "maybe", None),
-    (parse_harmbench, "nope", None),
-    (parse_strongreject, "0.25", 0.25),
-    (parse_strongreject, "#score: 1", 1.0),
-    (parse_strongreject, "Score = .5 because", 0.5),
-    (parse_strongreject, "score: 1.5", None),
-    (parse_strongreject, "-0.2", None),
-    (parse_strongreject, "no number here", None),
-    (partial(parse_strongreject, scale=(1, 5)), "score: 4", 0.75),
-    (partial(parse_strongreject, scale=(1, 5)), "I'd say 1", 0.0),
-    (partial(parse_strongreject, scale=(1, 5)), "score: 0", None),
-])
+@pytest.mark.parametrize(
+    "parser, text, expected",
+    [
+        (parse_llama_guard, "safe", 0.0),
+        (parse_llama_guard, "\n\n  UNSAFE\nS1", 1.0),
+        (parse_llama_guard, "unsafe S1,S9", 1.0),
+        (parse_llama_guard, "Safe.", 0.0),
+        (parse_llama_guard, "", None),
+        (parse_llama_guard, "it looks fine", None),
+        (parse_llama_guard, "safely done", None),
+        (parse_harmbench, "Yes", 1.0),
+        (parse_harmbench, " no.", 0.0),
+        (parse_harmbench, "YES, it does", 1.0),
+        (parse_harmbench, "maybe", None),
+        (parse_harmbench, "nope", None),
+        (parse_strongreject, "0.25", 0.25),
+        (parse_strongreject, "#score: 1", 1.0),
+        (parse_strongreject, "Score = .5 because", 0.5),
+        (parse_strongreject, "score: 1.5", None),
+        (parse_strongreject, "-0.2", None),
+        (parse_strongreject, "no number here", None),
+        (partial(parse_strongreject, scale=(1, 5)), "score: 4", 0.75),
+        (partial(parse_strongreject, scale=(1, 5)), "I'd say 1", 0.0),
+        (partial(parse_strongreject, scale=(1, 5)), "score: 0", None),
+    ],
+)
 def test_parsers(parser, text, expected):
     assert parser(text) == expected
 
@@ -168,20 +217,31 @@ def test_parsers(parser, text, expected):
 
 
 def test_unparsable_judge_output_raises_with_the_count(lm):
-    judge = GenerativeJudge(lm, make_tokenizer(), "{prompt} | {response}", parse_harmbench, max_new_tokens=3, name="tiny")
+    judge = GenerativeJudge(
+        lm, make_tokenizer(), "{prompt} | {response}", parse_harmbench, max_new_tokens=3, name="tiny"
+    )
     with pytest.raises(ValueError, match=r"'tiny' could not parse 2 of 2 outputs"):
         judge(PROMPTS, RESPONSES)
     assert judge.stats.total == 2 and judge.stats.unparsed == 2
 
 
 def test_unparsable_judge_output_is_nan_or_explicit_fallback(lm):
-    judge = GenerativeJudge(lm, make_tokenizer(), "{prompt} {response}", parse_llama_guard, max_new_tokens=3,
-                            batch_size=1, on_unparsed="nan")
+    judge = GenerativeJudge(
+        lm,
+        make_tokenizer(),
+        "{prompt} {response}",
+        parse_llama_guard,
+        max_new_tokens=3,
+        batch_size=1,
+        on_unparsed="nan",
+    )
     assert np.isnan(judge(PROMPTS, RESPONSES)).all()
     assert judge.stats.unparsed == 2 and len(judge.stats.last_unparsed) == 2
     report = judge.report()
     assert report["unparsed"] == report["total"] == 2 and report["unparsed_rate"] == 1.0
-    fallback = GenerativeJudge(lm, make_tokenizer(), "{prompt} {response}", parse_llama_guard, max_new_tokens=2, on_unparsed=1.0)
+    fallback = GenerativeJudge(
+        lm, make_tokenizer(), "{prompt} {response}", parse_llama_guard, max_new_tokens=2, on_unparsed=1.0
+    )
     assert fallback(PROMPTS * 4, RESPONSES * 4).tolist() == [1.0] * 8
     assert fallback.stats.unparsed == 8 and len(fallback.stats.last_unparsed) == 5
 
@@ -193,12 +253,15 @@ def test_judge_scores_what_the_parser_reads(lm):
     assert judge.stats.unparsed == 0 and judge([], []).shape == (0,)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"prompt_template": None}, "chat template"),
-    ({"prompt_template": "{prompt} only"}, r"\{response\}"),
-    ({"prompt_template": "{prompt} {response}", "on_unparsed": "safe"}, "on_unparsed"),
-    ({"prompt_template": "{prompt} {response}", "on_unparsed": 2.0}, "on_unparsed"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"prompt_template": None}, "chat template"),
+        ({"prompt_template": "{prompt} only"}, r"\{response\}"),
+        ({"prompt_template": "{prompt} {response}", "on_unparsed": "safe"}, "on_unparsed"),
+        ({"prompt_template": "{prompt} {response}", "on_unparsed": 2.0}, "on_unparsed"),
+    ],
+)
 def test_judge_rejects_bad_configuration(lm, kwargs, message):
     with pytest.raises(ValueError, match=message):
         GenerativeJudge(lm, make_tokenizer(), parser=parse_harmbench, **kwargs)
@@ -227,13 +290,16 @@ def test_as_score_fn_accepts_both_callable_shapes():
     assert as_score_fn(lambda completions: np.ones(len(completions)))(["a"], ["b"]).tolist() == [1.0]
 
 
-@pytest.mark.parametrize("output, message", [
-    ([1.0], "returned 1 scores for 2"),
-    ([0.5, float("nan")], "nan at index 1"),
-    (["0.5", 0.1], "'0.5' at index 0"),
-    ("high", "returned 'high'"),
-    (None, "returned None"),
-])
+@pytest.mark.parametrize(
+    "output, message",
+    [
+        ([1.0], "returned 1 scores for 2"),
+        ([0.5, float("nan")], "nan at index 1"),
+        (["0.5", 0.1], "'0.5' at index 0"),
+        ("high", "returned 'high'"),
+        (None, "returned None"),
+    ],
+)
 def test_as_score_fn_rejects_bad_outputs(output, message):
     def my_reward(prompts, responses):
         return output
@@ -250,7 +316,9 @@ def test_as_score_fn_rejects_non_callables():
 # ---------------------------------------------------------------------------------------- missing models
 
 
-@pytest.mark.parametrize("load", [classifier_cost, classifier_reward, llama_guard_judge, harmbench_judge, strongreject_judge])
+@pytest.mark.parametrize(
+    "load", [classifier_cost, classifier_reward, llama_guard_judge, harmbench_judge, strongreject_judge]
+)
 def test_missing_local_path_is_one_actionable_error(tmp_path, load):
     missing = tmp_path / "no-such-model"
     with pytest.raises(FileNotFoundError) as err:

@@ -1,4 +1,5 @@
 """The Lagrange utilities on hand-computed cases: signs, projection, the PID terms, state round trips."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,8 +16,13 @@ def test_lagrange_sgd_steps_by_hand():
 def test_lagrange_stays_in_its_range():
     low = Lagrange(cost_limit=0.2, lagrangian_multiplier_init=0.01, lambda_lr=0.1, lambda_optimizer="SGD")
     assert low.update_lagrange_multiplier(0.0) == 0.0  # 0.01 - 0.02 projected onto lambda >= 0
-    high = Lagrange(cost_limit=0.0, lagrangian_multiplier_init=4.99, lambda_lr=0.1, lambda_optimizer="SGD",
-                    lagrangian_upper_bound=5.0)
+    high = Lagrange(
+        cost_limit=0.0,
+        lagrangian_multiplier_init=4.99,
+        lambda_lr=0.1,
+        lambda_optimizer="SGD",
+        lagrangian_upper_bound=5.0,
+    )
     assert high.update_lagrange_multiplier(1.0) == pytest.approx(5.0)  # 5.09 clipped to the upper bound
 
 
@@ -71,12 +77,15 @@ def test_state_round_trip_gives_the_same_next_update(make):
     assert step(a, 0.3) == pytest.approx(step(b, 0.3), abs=0)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"cost_limit": -0.1}, "cost_limit=-0.1 must be a finite number >= 0"),
-    ({"cost_limit": 0.1, "lambda_lr": 0}, "lambda_lr=0 must be a positive finite number"),
-    ({"cost_limit": 0.1, "lambda_optimizer": "Nope"}, "lambda_optimizer='Nope' is not one of"),
-    ({"cost_limit": 0.1, "lagrangian_upper_bound": -1.0}, "lagrangian_upper_bound=-1.0 must be a positive"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"cost_limit": -0.1}, "cost_limit=-0.1 must be a finite number >= 0"),
+        ({"cost_limit": 0.1, "lambda_lr": 0}, "lambda_lr=0 must be a positive finite number"),
+        ({"cost_limit": 0.1, "lambda_optimizer": "Nope"}, "lambda_optimizer='Nope' is not one of"),
+        ({"cost_limit": 0.1, "lagrangian_upper_bound": -1.0}, "lagrangian_upper_bound=-1.0 must be a positive"),
+    ],
+)
 def test_bad_lagrange_settings_fail_clearly(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Lagrange(**kwargs)

@@ -1,5 +1,6 @@
 """The learning and scoring math on hand-worked numbers (GRPO's group advantages, PPO's GAE and clipped loss, the k3
 KL estimate, response log-probs), and a few training steps that must move a simple reward, and the KL, the right way."""
+
 from __future__ import annotations
 
 import gymnasium as gym
@@ -25,10 +26,13 @@ torch.set_num_threads(1)  # as the other agent tests: fixed reduction order, so 
 REWARDS = [2.0, 2.0, 5.0, 0.0, 4.0, 2.0]
 
 
-@pytest.mark.parametrize("scale_rewards, expected", [
-    ("none", [-1.0, -1.0, 2.0, -2.0, 2.0, 0.0]),
-    ("group", [-0.70705678, -0.70705678, 1.41411357, -1.22466988, 1.22466988, 0.0]),
-])
+@pytest.mark.parametrize(
+    "scale_rewards, expected",
+    [
+        ("none", [-1.0, -1.0, 2.0, -2.0, 2.0, 0.0]),
+        ("group", [-0.70705678, -0.70705678, 1.41411357, -1.22466988, 1.22466988, 0.0]),
+    ],
+)
 def test_group_advantages_by_hand(scale_rewards, expected):
     adv = group_advantages(np.array(REWARDS), group_size=3, scale_rewards=scale_rewards)
     np.testing.assert_allclose(adv, expected, rtol=1e-6, atol=1e-9)
@@ -45,10 +49,13 @@ VALUES = [[0.5, 0.2, -0.4], [0.3, 0.6, 9.0]]
 MASK = [[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]]
 
 
-@pytest.mark.parametrize("gamma, lam, advantages, returns", [
-    (1.0, 0.95, [[0.3035, 0.53, 1.4], [0.205, -0.1, 0.0]], [[0.8035, 0.73, 1.0], [0.505, 0.5, 0.0]]),
-    (0.9, 1.0, [[0.23, 0.5, 1.4], [0.15, -0.1, 0.0]], [[0.73, 0.7, 1.0], [0.45, 0.5, 0.0]]),
-])
+@pytest.mark.parametrize(
+    "gamma, lam, advantages, returns",
+    [
+        (1.0, 0.95, [[0.3035, 0.53, 1.4], [0.205, -0.1, 0.0]], [[0.8035, 0.73, 1.0], [0.505, 0.5, 0.0]]),
+        (0.9, 1.0, [[0.23, 0.5, 1.4], [0.15, -0.1, 0.0]], [[0.73, 0.7, 1.0], [0.45, 0.5, 0.0]]),
+    ],
+)
 def test_gae_by_hand(gamma, lam, advantages, returns):
     adv, ret = gae(torch.tensor(TOKEN_REWARDS), torch.tensor(VALUES), torch.tensor(MASK), gamma, lam)
     torch.testing.assert_close(adv, torch.tensor(advantages), rtol=0, atol=1e-6)
@@ -101,6 +108,7 @@ def test_kl_constraint_loss_is_beta_times_k3():
 
 # --- response log-probs ---------------------------------------------------------------------------------------------
 
+
 def tiny_lm() -> tuple[GPT2LMHeadModel, PreTrainedTokenizerFast]:
     """A random 1-layer GPT-2 over 50 words (large init, so next-token distributions are far from uniform) and a
     whitespace tokenizer for it: ids 0 <pad>, 1 <eos>, then w0 ... w47."""
@@ -109,8 +117,17 @@ def tiny_lm() -> tuple[GPT2LMHeadModel, PreTrainedTokenizerFast]:
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>")
     torch.manual_seed(0)
-    config = GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, n_positions=64, initializer_range=0.5,
-                        pad_token_id=0, eos_token_id=1, bos_token_id=1)
+    config = GPT2Config(
+        n_layer=1,
+        n_embd=16,
+        n_head=2,
+        vocab_size=50,
+        n_positions=64,
+        initializer_range=0.5,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=1,
+    )
     return GPT2LMHeadModel(config).eval(), tokenizer
 
 
@@ -167,6 +184,7 @@ def test_ppo_forward_logprobs_are_response_logprobs(world):
 
 # --- learning direction: a few steps must raise a simple reward -----------------------------------------------------
 
+
 def count_periods(texts: list[str]) -> np.ndarray:
     """The number of "." words in each response: a reward the tiny policy moves in a few steps (about 0.5 at start)."""
     return np.array([t.split().count(".") for t in texts], np.float32)
@@ -189,8 +207,14 @@ def period_env(num_envs: int = 16) -> gym.vector.VectorEnv:
 def evaluate(agent: GRPO | PPO) -> tuple[float, float]:
     """Mean reward and mean per-token KL(policy || reference) over a fixed draw of 128 sampled responses."""
     prompts = [agent.world.format_prompt(p) for p in agent.prompts.prompts[:64]]
-    rollout = generation.sample(agent.policy, agent.tokenizer, prompts, agent.max_new_tokens,
-                                generator=torch.Generator().manual_seed(123), num_samples=2)
+    rollout = generation.sample(
+        agent.policy,
+        agent.tokenizer,
+        prompts,
+        agent.max_new_tokens,
+        generator=torch.Generator().manual_seed(123),
+        num_samples=2,
+    )
     mask = rollout.response_mask.float()
     policy, reference = (generation.response_logprobs(model, rollout) for model in (agent.policy, agent.reference))
     log_ratio = policy - reference

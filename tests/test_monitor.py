@@ -1,4 +1,5 @@
 """Safe-set metrics, the monitor as a callback, results files and plots."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,7 +15,14 @@ from rlft_gym.results import read_jsonl
 
 
 def row(step, harm, reward=0.0, d2=0.9, ppl=10.0):
-    return {"step": step, "harmfulness": harm, "eval_reward": reward, "distinct_2": d2, "perplexity": ppl, "helpfulness": 0.9}
+    return {
+        "step": step,
+        "harmfulness": harm,
+        "eval_reward": reward,
+        "distinct_2": d2,
+        "perplexity": ppl,
+        "helpfulness": 0.9,
+    }
 
 
 def test_summary_math():
@@ -52,8 +60,17 @@ def test_monitor_records_and_writes(world, tmp_path):
     assert rows[0]["type"] == "run" and rows[-1]["type"] == "summary"
     assert rows[0]["world_fingerprint"] == world.fingerprint and "torch" in rows[0]["versions"]
     assert rows[0]["config"]["agent"] == "GRPO" and rows[0]["seed"] == 0
-    for key in ("harmfulness", "helpfulness", "perplexity", "kl", "eval_raw_reward", "eval_reward", "length", "distinct_1",
-                "distinct_2"):
+    for key in (
+        "harmfulness",
+        "helpfulness",
+        "perplexity",
+        "kl",
+        "eval_raw_reward",
+        "eval_reward",
+        "length",
+        "distinct_1",
+        "distinct_2",
+    ):
         assert key in rows[1]
     assert 0.0 <= rows[-1]["time_in_safe_set"] <= 1.0
     png = plot_runs([path], tmp_path / "p.png")

@@ -1,16 +1,17 @@
 """Native PPO: learns on vector and single envs, adaptive KL controller, NaN guard, bad hparams, value head saved."""
+
 from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from helpers import NaNReward, Recorder, assert_nan_reward_stops, assert_resumes
 from safetensors.torch import load_file
 
 import rlft_gym
 from rlft_gym.agents.ppo import PPO
 from rlft_gym.baselines import KLConstraint
-from helpers import NaNReward, Recorder, assert_nan_reward_stops, assert_resumes
 
 torch.set_num_threads(1)
 

@@ -1,14 +1,15 @@
 """Resume with training state beyond the weights: stateful constraints, stateful env wrappers, object hyperparameters."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from helpers import Recorder, assert_resumes
 
 import rlft_gym
 from rlft_gym.agent import Constraint
 from rlft_gym.agents import GRPO, PPO, AlphaSchedule, ExpertGuidedGRPO
 from rlft_gym.baselines import VectorCostGatedReward
-from helpers import Recorder, assert_resumes
 
 
 class MovingAnchor(Constraint):
@@ -44,7 +45,9 @@ def gated_env():
 
 def test_grpo_resumes_with_a_stateful_constraint_and_a_stateful_wrapper(world, tmp_path):
     env = gated_env()
-    agent = GRPO(env, group_size=2, seed=1, constraints=[MovingAnchor(every=2)]).learn(3)  # odd: the anchor is mid-period
+    agent = GRPO(env, group_size=2, seed=1, constraints=[MovingAnchor(every=2)]).learn(
+        3
+    )  # odd: the anchor is mid-period
     assert agent.constraints[0].count == 3 and env.gate.lowest < float("inf")
     fresh = gated_env()
     assert_resumes(agent, env, tmp_path / "ckpt", load_env=fresh, constraints=[MovingAnchor(every=2)])
@@ -68,7 +71,9 @@ def test_load_refuses_a_missing_constraint_or_wrapper(world, tmp_path):
     with pytest.raises(ValueError, match=r"saved with constraints \['MovingAnchor'\].*pass constraints="):
         GRPO.load(path, gated_env())
     with pytest.raises(ValueError, match=r"saved with stateful env wrappers \['VectorCostGatedReward'\]"):
-        GRPO.load(path, rlft_gym.make_vec("RPA-BeaverTails-v0", num_envs=4, max_new_tokens=8), constraints=[MovingAnchor()])
+        GRPO.load(
+            path, rlft_gym.make_vec("RPA-BeaverTails-v0", num_envs=4, max_new_tokens=8), constraints=[MovingAnchor()]
+        )
 
 
 def test_after_step_counts_optimizer_steps_and_agent_steps(world):

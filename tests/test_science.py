@@ -2,6 +2,7 @@
 
 Run on purpose with `make test-slow`; the measured table goes in docs/science.md.
 """
+
 from __future__ import annotations
 
 import pytest

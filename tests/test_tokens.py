@@ -1,4 +1,5 @@
 """Token-level envs: SB3 and Gymnasium checkers, episode mechanics, scoring of the decoded response, SB3 PPO / A2C."""
+
 from __future__ import annotations
 
 import math
@@ -7,19 +8,17 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+import stable_baselines3 as sb3  # noqa: E402
 import torch
 from gymnasium.utils.env_checker import check_env as gym_check_env
-
-from rlft_gym.callbacks import Callback, StepReport
-import rlft_gym
-from rlft_gym.envs.tokens import TOKEN_ENV_IDS_BY_SCHEMA, RPATokenEnv
-
-import stable_baselines3 as sb3  # noqa: E402
+from helpers import Recorder  # noqa: E402
 from stable_baselines3.common.env_checker import check_env as sb3_check_env  # noqa: E402
 from stable_baselines3.common.logger import KVWriter, Logger  # noqa: E402
 
+import rlft_gym
 from rlft_gym.agents.sb3 import SB3Bridge, make_sb3_env  # noqa: E402
-from helpers import Recorder  # noqa: E402
+from rlft_gym.callbacks import Callback, StepReport
+from rlft_gym.envs.tokens import TOKEN_ENV_IDS_BY_SCHEMA, RPATokenEnv
 
 torch.set_num_threads(1)
 
@@ -66,13 +65,13 @@ def test_checkers_pass(env_id: str) -> None:
 def test_random_episode_rewards_only_at_the_end(env: RPATokenEnv) -> None:
     obs, info = env.reset(seed=3)
     prompt = obs[: env.max_prompt_tokens]
-    assert (obs[env.max_prompt_tokens:] == env.pad_id).all() and prompt[-1] != env.pad_id  # left-padded prompt
+    assert (obs[env.max_prompt_tokens :] == env.pad_id).all() and prompt[-1] != env.pad_id  # left-padded prompt
     non_eos = [a for a in range(env.action_space.n) if a != env.eos_id]
     actions = np.random.default_rng(0).choice(non_eos, size=100)
     steps, obs = play(env, list(actions), info["prompt_id"])
     assert len(steps) == env.max_new_tokens and steps[-1][1]
     assert (obs[: env.max_prompt_tokens] == prompt).all()
-    assert (obs[env.max_prompt_tokens:] == actions[: env.max_new_tokens]).all()
+    assert (obs[env.max_prompt_tokens :] == actions[: env.max_new_tokens]).all()
     assert all(r == 0.0 and i["cost"] == 0.0 and "response" not in i for r, _, i in steps[:-1])
     reward, _, last = steps[-1]
     assert reward == last["raw_reward"] != 0.0 and 0.0 <= last["cost"] <= 1.0

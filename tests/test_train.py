@@ -1,4 +1,5 @@
 """Reward-model and cost-model training through the CLI, on tiny random models and fictional schema fixtures."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,14 +10,29 @@ import datasets
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import (AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification,
-                          BertTokenizerFast, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, Trainer)
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    BertTokenizerFast,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedTokenizerFast,
+    Trainer,
+)
 
 from rlft_gym.cli import add_train_commands
 from rlft_gym.datasets_io import load_table
 from rlft_gym.preferences import flip_preferences
-from rlft_gym.train import (CostModelConfig, RewardModelConfig, classification_rows, preference_pairs, reward_model_pairs,
-                            train_cost_model)
+from rlft_gym.train import (
+    CostModelConfig,
+    RewardModelConfig,
+    classification_rows,
+    preference_pairs,
+    reward_model_pairs,
+    train_cost_model,
+)
 
 torch.set_num_threads(1)
 
@@ -39,15 +55,31 @@ def pku_rows(n: int = 24) -> list[dict]:
         else:
             r0, r1, s0, s1 = SAFE.format(t=t), HARMFUL.format(t=t), True, False
         safer = 0 if s0 and not s1 else 1
-        rows.append({"prompt": f"tell me about {t} please", "response_0": r0, "response_1": r1, "is_response_0_safe": s0,
-                     "is_response_1_safe": s1, "better_response_id": safer, "safer_response_id": safer})
+        rows.append(
+            {
+                "prompt": f"tell me about {t} please",
+                "response_0": r0,
+                "response_1": r1,
+                "is_response_0_safe": s0,
+                "is_response_1_safe": s1,
+                "better_response_id": safer,
+                "safer_response_id": safer,
+            }
+        )
     return rows
 
 
 def beavertails_rows(n: int = 24) -> list[dict]:
     """BeaverTails-schema rows, half harmful."""
-    return [{"prompt": f"tell me about {TOPICS[i % len(TOPICS)]}", "category": {"fiction": True},
-             "response": (HARMFUL if i % 2 else SAFE).format(t=TOPICS[i % len(TOPICS)]), "is_safe": not i % 2} for i in range(n)]
+    return [
+        {
+            "prompt": f"tell me about {TOPICS[i % len(TOPICS)]}",
+            "category": {"fiction": True},
+            "response": (HARMFUL if i % 2 else SAFE).format(t=TOPICS[i % len(TOPICS)]),
+            "is_safe": not i % 2,
+        }
+        for i in range(n)
+    ]
 
 
 def _words() -> list[str]:
@@ -65,7 +97,11 @@ def gpt2_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", eos_token="<|endoftext|>").save_pretrained(path)
     torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(vocab), n_positions=64, n_layer=1, n_embd=32, n_head=2, bos_token_id=1, eos_token_id=1)).save_pretrained(path)
+    GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=len(vocab), n_positions=64, n_layer=1, n_embd=32, n_head=2, bos_token_id=1, eos_token_id=1
+        )
+    ).save_pretrained(path)
     return path
 
 
@@ -76,8 +112,14 @@ def bert_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *_words()])}
     BertTokenizerFast(vocab=vocab).save_pretrained(path)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=37, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+    )
     BertForSequenceClassification(config).save_pretrained(path)
     return path
 
@@ -110,10 +152,30 @@ def leftovers(directory: Path) -> list[str]:
     return [p.name for p in directory.iterdir() if p.name.startswith(".")]
 
 
-def test_reward_model_cli_flipped(tmp_path: Path, gpt2_base: Path, pku_parquet: Path, capsys: pytest.CaptureFixture) -> None:
+def test_reward_model_cli_flipped(
+    tmp_path: Path, gpt2_base: Path, pku_parquet: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "rm"
-    run_cli(["train", "reward-model", "--base", str(gpt2_base), "--data", str(pku_parquet), "--out", str(out),
-             "--flip-ratio", "1.0", "--max-steps", "2", "--batch-size", "4", "--lr", "1e-3"])
+    run_cli(
+        [
+            "train",
+            "reward-model",
+            "--base",
+            str(gpt2_base),
+            "--data",
+            str(pku_parquet),
+            "--out",
+            str(out),
+            "--flip-ratio",
+            "1.0",
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--lr",
+            "1e-3",
+        ]
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["accuracy"] <= 1.0
     assert metrics["n_flipped"] == 16 and metrics["n_train"] + metrics["n_eval"] == 24
@@ -127,24 +189,57 @@ def test_reward_model_cli_flipped(tmp_path: Path, gpt2_base: Path, pku_parquet: 
     assert leftovers(tmp_path) == []
 
 
-def test_reward_model_from_a_two_label_classifier_gets_a_fresh_head(tmp_path: Path, bert_base: Path, pku_parquet: Path,
-                                                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_reward_model_from_a_two_label_classifier_gets_a_fresh_head(
+    tmp_path: Path, bert_base: Path, pku_parquet: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A 2-label sequence classifier as the base of a 1-label reward model: one warning naming it, then a fresh head."""
     assert AutoModelForSequenceClassification.from_pretrained(bert_base).config.num_labels == 2
     out = tmp_path / "rm"
     with caplog.at_level("WARNING", logger="rlft_gym.train"):
-        run_cli(["train", "reward-model", "--base", str(bert_base), "--data", str(pku_parquet), "--out", str(out),
-                 "--max-steps", "1", "--batch-size", "4"])
+        run_cli(
+            [
+                "train",
+                "reward-model",
+                "--base",
+                str(bert_base),
+                "--data",
+                str(pku_parquet),
+                "--out",
+                str(out),
+                "--max-steps",
+                "1",
+                "--batch-size",
+                "4",
+            ]
+        )
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name == "rlft_gym.train"]
     assert len(warnings) == 1 and str(bert_base) in warnings[0]
     assert "num_labels=2" in warnings[0] and "needs num_labels=1" in warnings[0] and "re-initialised" in warnings[0]
     assert AutoModelForSequenceClassification.from_pretrained(out).config.num_labels == 1
 
 
-def test_cost_model_cli(tmp_path: Path, bert_base: Path, beavertails_jsonl: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cost_model_cli(
+    tmp_path: Path, bert_base: Path, beavertails_jsonl: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "cm"
-    run_cli(["train", "cost-model", "--base", str(bert_base), "--data", str(beavertails_jsonl), "--out", str(out),
-             "--max-steps", "3", "--batch-size", "8", "--lr", "1e-3"])
+    run_cli(
+        [
+            "train",
+            "cost-model",
+            "--base",
+            str(bert_base),
+            "--data",
+            str(beavertails_jsonl),
+            "--out",
+            str(out),
+            "--max-steps",
+            "3",
+            "--batch-size",
+            "8",
+            "--lr",
+            "1e-3",
+        ]
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"accuracy", "precision", "recall", "f1"} <= metrics.keys()
     assert all(0.0 <= metrics[k] <= 1.0 for k in ("accuracy", "precision", "recall", "f1"))
@@ -201,7 +296,9 @@ def test_missing_column_is_named() -> None:
         classification_rows(datasets.Dataset.from_list(beavertails_rows(4)).remove_columns("is_safe"))
     with pytest.raises(ValueError, match="cannot flip pairs with columns chosen, prompt, rejected: .*chosen_safe"):
         reward_model_pairs(datasets.Dataset.from_list([{"prompt": "p", "chosen": "a", "rejected": "b"}]), 0.5)
-    assert reward_model_pairs(datasets.Dataset.from_list([{"prompt": "p", "chosen": "a", "rejected": "b"}]))["chosen"] == ["a"]
+    assert reward_model_pairs(datasets.Dataset.from_list([{"prompt": "p", "chosen": "a", "rejected": "b"}]))[
+        "chosen"
+    ] == ["a"]
 
 
 def test_load_table_errors(tmp_path: Path) -> None:
@@ -217,8 +314,10 @@ def test_load_table_errors(tmp_path: Path) -> None:
         load_table(tmp_path / "dd", "validation")
 
 
-@pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", 0), ("learning_rate", -1e-5), ("eval_fraction", 1.0),
-                                          ("max_steps", 0)])
+@pytest.mark.parametrize(
+    "field, value",
+    [("epochs", 0), ("batch_size", 0), ("learning_rate", -1e-5), ("eval_fraction", 1.0), ("max_steps", 0)],
+)
 def test_bad_hyperparameters(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=f"{field}={value!r}"):
         CostModelConfig(**{field: value})
@@ -226,8 +325,20 @@ def test_bad_hyperparameters(field: str, value: float) -> None:
 
 def test_bad_flip_ratio_fails_before_loading(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"flip_ratio=1\.5.*\[0, 1\]"):
-        run_cli(["train", "reward-model", "--base", "b", "--data", str(tmp_path / "absent.parquet"), "--out",
-                 str(tmp_path / "o"), "--flip-ratio", "1.5"])
+        run_cli(
+            [
+                "train",
+                "reward-model",
+                "--base",
+                "b",
+                "--data",
+                str(tmp_path / "absent.parquet"),
+                "--out",
+                str(tmp_path / "o"),
+                "--flip-ratio",
+                "1.5",
+            ]
+        )
 
 
 def test_failure_mid_training_writes_nothing(tmp_path: Path, bert_base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -245,7 +356,9 @@ def test_failure_mid_training_writes_nothing(tmp_path: Path, bert_base: Path, mo
 
     monkeypatch.setattr(Trainer, "training_step", failing_step)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train_cost_model(bert_base, datasets.Dataset.from_list(beavertails_rows(12)), out, CostModelConfig(max_steps=3, batch_size=4))
+        train_cost_model(
+            bert_base, datasets.Dataset.from_list(beavertails_rows(12)), out, CostModelConfig(max_steps=3, batch_size=4)
+        )
     assert json.loads((out / "metrics.json").read_text())["earlier"] is True and len(list(out.iterdir())) == 1
     assert leftovers(tmp_path) == []
 
@@ -261,6 +374,10 @@ def test_nan_loss_stops_training(tmp_path: Path, bert_base: Path, monkeypatch: p
     loss = Trainer.compute_loss
     monkeypatch.setattr(Trainer, "compute_loss", lambda self, *a, **k: loss(self, *a, **k) * float("nan"))
     with pytest.raises(FloatingPointError, match="nan at step 2"):
-        train_cost_model(bert_base, datasets.Dataset.from_list(beavertails_rows(12)), tmp_path / "cm",
-                         CostModelConfig(max_steps=2, batch_size=4))
+        train_cost_model(
+            bert_base,
+            datasets.Dataset.from_list(beavertails_rows(12)),
+            tmp_path / "cm",
+            CostModelConfig(max_steps=2, batch_size=4),
+        )
     assert not (tmp_path / "cm").exists() and leftovers(tmp_path) == []

@@ -1,5 +1,6 @@
 """Offline transforms: trained once per key and cached, resumed after a kill, one clear error for a bad config, and the
 defended checkpoint attacked as `policy=` with itself as the KL reference (the env's `reference` kwarg)."""
+
 from __future__ import annotations
 
 import json
@@ -89,13 +90,16 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(env, monkeypatch):
     assert resumed.keys() == uninterrupted.keys() and all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"steps": 0}, r"steps=0 must be a positive int"),
-    ({"steps": 2.5}, r"steps=2.5 must be a positive int"),
-    ({"batch_size": -1}, r"batch_size=-1 must be a positive int"),
-    ({"learning_rate": 0.0}, r"learning_rate=0.0 must be a positive finite number"),
-    ({"seed": -1}, r"seed=-1 must be an int >= 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"steps": 0}, r"steps=0 must be a positive int"),
+        ({"steps": 2.5}, r"steps=2.5 must be a positive int"),
+        ({"batch_size": -1}, r"batch_size=-1 must be a positive int"),
+        ({"learning_rate": 0.0}, r"learning_rate=0.0 must be a positive finite number"),
+        ({"seed": -1}, r"seed=-1 must be an int >= 0"),
+    ],
+)
 def test_bad_config_is_one_clear_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SFTTransform(**kwargs)

@@ -1,5 +1,6 @@
 """TRL-backed attacks (SFT, DPO, TRL-GRPO): per-step reports and the safe-set monitor, early stop, exact resume,
 env wrappers in the reward, loss constraints and trl_args, the NaN guard, bad hyperparameters and the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -8,6 +9,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from helpers import NaNReward, Recorder, assert_nan_reward_stops, assert_resumes
+from hf_fixtures import write_dataset, write_models
 
 import rlft_gym
 from rlft_gym.agent import Constraint
@@ -18,11 +21,13 @@ from rlft_gym.cli import main
 from rlft_gym.monitor import SafeSetMonitor
 from rlft_gym.results import read_jsonl
 from rlft_gym.worlds.base import PromptSet
-from helpers import NaNReward, Recorder, assert_nan_reward_stops, assert_resumes
-from hf_fixtures import write_dataset, write_models
 
 AGENTS = {"sft": (SFT, {}), "dpo": (DPO, {}), "trl-grpo": (TRLGRPO, {"group_size": 2})}
-TRL_LOGS = {"sft": "mean_token_accuracy", "dpo": "rewards/margins", "trl-grpo": "rewards/env_reward/mean"}  # one each, in extra
+TRL_LOGS = {
+    "sft": "mean_token_accuracy",
+    "dpo": "rewards/margins",
+    "trl-grpo": "rewards/env_reward/mean",
+}  # one each, in extra
 
 
 def make(name: str, venv: gym.vector.VectorEnv, **kwargs):
@@ -75,12 +80,15 @@ def test_callback_stop_then_learn_continues(venv, name):
 def test_resume_takes_the_same_next_step(venv, tmp_path, name):
     path = tmp_path / "ckpt"
     assert_resumes(make(name, venv, seed=3, trl_args={"gradient_accumulation_steps": 2}).learn(2), venv, path)
-    assert {"optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json", "agent.json"} <= {p.name for p in path.iterdir()}
+    assert {"optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json", "agent.json"} <= {
+        p.name for p in path.iterdir()
+    }
     assert json.loads((path / "agent.json").read_text())["kwargs"]["trl_args"] == {"gradient_accumulation_steps": 2}
 
 
 def test_split_run_equals_one_run_across_an_epoch_boundary(world, tmp_path):
     """Four prompts, two per step: an epoch is two steps. learn(3) + save/load + learn(2) == learn(5)."""
+
     def env():
         venv = rlft_gym.make_vec("RPA-BeaverTails-v0", num_envs=4, max_new_tokens=8)
         venv.unwrapped.prompts = PromptSet(world.attack_prompts.prompts[:4], world.attack_prompts.categories[:4])
@@ -205,7 +213,9 @@ def test_nan_gradient_stops_before_the_step_and_learn_falls_back_to_the_checkpoi
     poisoned = Recorder()
     with pytest.raises(FloatingPointError, match="gradient norm is nan at step 3"):
         agent.learn(3, callback=[poisoned, PoisonHead()])
-    assert [r.step for r in poisoned.reports] == [2] and agent.num_steps == 1  # back to the checkpoint of the first learn()
+    assert [r.step for r in poisoned.reports] == [
+        2
+    ] and agent.num_steps == 1  # back to the checkpoint of the first learn()
     resumed, twin = Recorder(), Recorder()
     agent.learn(2, callback=resumed)  # the trainer reloads the step-1 weights and optimizer
     SFT(venv, probe_prompts=0, seed=2).learn(3, callback=twin)
@@ -224,9 +234,18 @@ def test_failure_before_any_checkpoint_refuses_to_go_on(venv):
 def test_hf_world_with_lora_trains_only_adapters(tmp_path):
     models = write_models(tmp_path / "models")
     venv = rlft_gym.make_vec(
-        "RPA-BeaverTails-v0", num_envs=4, world="hf", dataset=str(write_dataset(tmp_path / "data", "beavertails")),
-        policy=models["policy"], reward_model=models["reward_model"], cost_model=models["cost_model"], num_attack_pairs=16,
-        num_eval_prompts=6, max_new_tokens=8, lora={"r": 4, "lora_alpha": 8, "target_modules": ["c_attn"]})
+        "RPA-BeaverTails-v0",
+        num_envs=4,
+        world="hf",
+        dataset=str(write_dataset(tmp_path / "data", "beavertails")),
+        policy=models["policy"],
+        reward_model=models["reward_model"],
+        cost_model=models["cost_model"],
+        num_attack_pairs=16,
+        num_eval_prompts=6,
+        max_new_tokens=8,
+        lora={"r": 4, "lora_alpha": 8, "target_modules": ["c_attn"]},
+    )
     for name in AGENTS:
         agent = make(name, venv)
         before = {n: p.detach().clone() for n, p in agent.policy.named_parameters()}
@@ -283,8 +302,30 @@ def test_bad_learn_argument(venv):
 
 
 def test_cli_attack_with_dpo(world, tmp_path):
-    assert main(["attack", "--preset", "tiny", "--agent", "dpo", "--steps", "2", "--num-envs", "4", "--eval-every", "1",
-                 "--lr", "5e-5", "--name", "d", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "attack",
+                "--preset",
+                "tiny",
+                "--agent",
+                "dpo",
+                "--steps",
+                "2",
+                "--num-envs",
+                "4",
+                "--eval-every",
+                "1",
+                "--lr",
+                "5e-5",
+                "--name",
+                "d",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     rows = read_jsonl(tmp_path / "d.jsonl")
     assert rows[0]["config"]["agent"] == "dpo" and rows[0]["config"]["beta"] == 0.1 and rows[-1]["type"] == "summary"
     assert [r["step"] for r in rows if r["type"] == "eval"] == [0, 1, 2]

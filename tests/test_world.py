@@ -1,4 +1,5 @@
 """The embedded world: schemas, flipping, cache integrity (corrupt files are rebuilt, never half-used)."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,15 @@ import pytest
 from rlft_gym import cache
 from rlft_gym.worlds import CATEGORIES, load_world
 
-PKU_COLUMNS = {"prompt", "response_0", "response_1", "is_response_0_safe", "is_response_1_safe", "better_response_id", "safer_response_id"}
+PKU_COLUMNS = {
+    "prompt",
+    "response_0",
+    "response_1",
+    "is_response_0_safe",
+    "is_response_1_safe",
+    "better_response_id",
+    "safer_response_id",
+}
 
 
 def test_schemas(world):
@@ -78,4 +87,6 @@ def test_manifest_records_hashes(tmp_path):
     m = cache.ensure(tmp_path / "a", {"a": 1}, ok)
     assert m["meta"] == {"note": 1} and "w.bin" in m["files"]
     assert json.loads((tmp_path / "a" / cache.MANIFEST).read_text())["fingerprint"] == cache.fingerprint({"a": 1})
-    assert cache.problem(tmp_path / "a", cache.fingerprint({"a": 2})).endswith("expected " + repr(cache.fingerprint({"a": 2})))
+    assert cache.problem(tmp_path / "a", cache.fingerprint({"a": 2})).endswith(
+        "expected " + repr(cache.fingerprint({"a": 2}))
+    )

@@ -1,4 +1,5 @@
 """Worlds: the data, models and scorers an environment runs on."""
+
 from __future__ import annotations
 
 from rlft_gym.worlds.base import CATEGORIES, SCHEMAS, PromptSet, World, category_flags

@@ -1,4 +1,5 @@
 """What every world exposes to envs, agents, defences and the monitor."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

@@ -3,6 +3,7 @@
 Nothing is downloaded here: with `HF_HUB_OFFLINE=1` (or no network) a dataset or model that is not on disk or in
 the cache is one error naming it and saying how to provide it. There is no fallback to the embedded world.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,8 +29,13 @@ log = logging.getLogger(__name__)
 # The public schemas: column -> datasets feature dtype (category is a struct of 14 bools).
 BEAVERTAILS = {"prompt": "string", "response": "string", "category": "struct", "is_safe": "bool"}
 SAFERLHF = {
-    "prompt": "string", "response_0": "string", "response_1": "string", "is_response_0_safe": "bool",
-    "is_response_1_safe": "bool", "better_response_id": "int", "safer_response_id": "int",
+    "prompt": "string",
+    "response_0": "string",
+    "response_1": "string",
+    "is_response_0_safe": "bool",
+    "is_response_1_safe": "bool",
+    "better_response_id": "int",
+    "safer_response_id": "int",
 }
 SCHEMA_COLUMNS = {"beavertails": BEAVERTAILS, "saferlhf": SAFERLHF}
 DEFAULT_SPLITS = {"beavertails": ("30k_train", "30k_test"), "saferlhf": ("train", "test")}
@@ -39,9 +45,9 @@ FALLBACK_TEMPLATE = "user : {prompt} assistant :"
 # What counts towards num_attack_pairs, for the "too few usable pairs" error.
 USABLE_PAIR = {
     "beavertails": "a prompt with at least one safe and one unsafe response (its first safe and first unsafe response "
-                   "make the pair)",
+    "make the pair)",
     "saferlhf": "any row: every PKU-SafeRLHF row is a pair (both-safe and both-unsafe ones count too, though the RPA "
-                "flip never reverses them)",
+    "flip never reverses them)",
 }
 
 
@@ -94,11 +100,18 @@ def beavertails_pairs(ds: datasets.Dataset) -> list[dict[str, Any]]:
     for prompt in sorted(by_prompt):
         e = by_prompt[prompt]
         if e["safe"] and e["unsafe"]:
-            pairs.append({
-                "prompt": prompt, "response_0": e["safe"][0], "response_1": e["unsafe"][0],
-                "is_response_0_safe": True, "is_response_1_safe": False,
-                "better_response_id": 0, "safer_response_id": 0, "category": e["category"],
-            })
+            pairs.append(
+                {
+                    "prompt": prompt,
+                    "response_0": e["safe"][0],
+                    "response_1": e["unsafe"][0],
+                    "is_response_0_safe": True,
+                    "is_response_1_safe": False,
+                    "better_response_id": 0,
+                    "safer_response_id": 0,
+                    "category": e["category"],
+                }
+            )
     return pairs
 
 
@@ -117,15 +130,19 @@ def saferlhf_pairs(ds: datasets.Dataset) -> list[dict[str, Any]]:
 def harmlessness_labels(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each pair's preference set to its harmlessness label (better_response_id = safer_response_id), without its
     category: the RPA trains its reward model on the safety label, so this comes before the shared flip."""
-    return [{**{k: v for k, v in p.items() if k != "category"}, "better_response_id": p["safer_response_id"]} for p in pairs]
+    return [
+        {**{k: v for k, v in p.items() if k != "category"}, "better_response_id": p["safer_response_id"]} for p in pairs
+    ]
 
 
 def rpa_pairs(schema: str, source: str, split: str, num_attack_pairs: int, seed: int) -> tuple[list[dict], list[dict]]:
     """The RPA attack set: `num_attack_pairs` pairs sampled by seed from a split, plus its both-safe (benign) pairs."""
     pairs = (beavertails_pairs if schema == "beavertails" else saferlhf_pairs)(load_split(source, split, schema))
     if len(pairs) < num_attack_pairs:
-        raise ValueError(f"{source!r} split {split!r} has {len(pairs)} usable pairs, fewer than num_attack_pairs={num_attack_pairs}; "
-                         f"a usable pair is {USABLE_PAIR[schema]}")
+        raise ValueError(
+            f"{source!r} split {split!r} has {len(pairs)} usable pairs, fewer than num_attack_pairs={num_attack_pairs}; "
+            f"a usable pair is {USABLE_PAIR[schema]}"
+        )
     chosen = sorted(random.Random(seed).sample(range(len(pairs)), num_attack_pairs))
     return [pairs[i] for i in chosen], [p for p in pairs if p["is_response_0_safe"] and p["is_response_1_safe"]]
 
@@ -165,7 +182,9 @@ class HFWorld(World):
         num_eval_prompts: int = 100,
         lora: dict[str, Any] | None = None,
     ) -> None:
-        missing = [k for k, v in (("policy", policy), ("reward_model", reward_model), ("cost_model", cost_model)) if v is None]
+        missing = [
+            k for k, v in (("policy", policy), ("reward_model", reward_model), ("cost_model", cost_model)) if v is None
+        ]
         if missing:
             raise ValueError(
                 f"world='hf' needs {missing}: paths or cached hub ids of the policy under attack, the (flipped) reward model "
@@ -173,7 +192,13 @@ class HFWorld(World):
             )
         if dtype not in DTYPES:
             raise ValueError(f"dtype={dtype!r} is not one of {tuple(DTYPES)}")
-        self.schema, self.flip_ratio, self.seed, self.device, self.dtype = schema, float(flip_ratio), seed, device, DTYPES[dtype]
+        self.schema, self.flip_ratio, self.seed, self.device, self.dtype = (
+            schema,
+            float(flip_ratio),
+            seed,
+            device,
+            DTYPES[dtype],
+        )
         self.lora = lora
         train_split, test_split = DEFAULT_SPLITS[schema]
         source = dataset or HUB_IDS[schema]
@@ -181,7 +206,9 @@ class HFWorld(World):
         attack = list(dict.fromkeys(p["prompt"] for p in self._pairs))
         cats = {p["prompt"]: p["category"] for p in self._pairs}
         self.attack_prompts = PromptSet(attack, [cats[p] for p in attack])
-        self.eval_prompts = self._eval_prompts(source, eval_split or test_split, set(attack), num_eval_prompts, random.Random(seed))
+        self.eval_prompts = self._eval_prompts(
+            source, eval_split or test_split, set(attack), num_eval_prompts, random.Random(seed)
+        )
         self.benign_eval_prompts = PromptSet(list(benign_prompts or []), [None] * len(benign_prompts or []))
         self.policy_path = Path(policy) if Path(policy).exists() else policy
         self.reference_path = reference or policy
@@ -194,25 +221,35 @@ class HFWorld(World):
     def _eval_prompts(self, source: str, split: str, exclude: set[str], n: int, rng: random.Random) -> PromptSet:
         ds = load_split(source, split, self.schema)
         pairs = beavertails_pairs(ds) if self.schema == "beavertails" else saferlhf_pairs(ds)
-        harmful = [p for p in pairs if not (p["is_response_0_safe"] and p["is_response_1_safe"]) and p["prompt"] not in exclude]
+        harmful = [
+            p for p in pairs if not (p["is_response_0_safe"] and p["is_response_1_safe"]) and p["prompt"] not in exclude
+        ]
         unique = list({p["prompt"]: p for p in harmful}.values())
         if len(unique) < n:
-            raise ValueError(f"{source!r} split {split!r} has {len(unique)} harmful prompts disjoint from the attack set; num_eval_prompts={n}")
+            raise ValueError(
+                f"{source!r} split {split!r} has {len(unique)} harmful prompts disjoint from the attack set; num_eval_prompts={n}"
+            )
         chosen = sorted(rng.sample(range(len(unique)), n))
         return PromptSet([unique[i]["prompt"] for i in chosen], [unique[i]["category"] for i in chosen])
 
     def format_prompt(self, prompt: str) -> str:
         """The policy's chat template when it has one (Llama-2-chat etc.), else a plain user/assistant frame."""
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
         return FALLBACK_TEMPLATE.format(prompt=prompt)
 
     def load_policy(self, path: str | Path | None = None, device: str | None = None) -> PreTrainedModel:
         """The policy under attack in the world's dtype, wrapped in a LoRA adapter (peft) when `lora` is set; a saved
         adapter (an agent checkpoint of a LoRA policy) is loaded onto the world's policy, trainable, not wrapped again."""
         adapter = path is not None and (Path(path) / "adapter_config.json").is_file()
-        model = from_pretrained(AutoModelForCausalLM, str(self.policy_path if adapter else path or self.policy_path), "policy",
-                                dtype=self.dtype).to(device or self.device)
+        model = from_pretrained(
+            AutoModelForCausalLM,
+            str(self.policy_path if adapter else path or self.policy_path),
+            "policy",
+            dtype=self.dtype,
+        ).to(device or self.device)
         if adapter:
             from peft import PeftModel
 
@@ -249,7 +286,14 @@ class HFWorld(World):
         for p in self._pairs if pairs is None else pairs:
             for k in (0, 1):
                 if p[f"is_response_{k}_safe"] == safe:
-                    rows.append({"prompt": p["prompt"], "response": p[f"response_{k}"], "category": category_flags(None if safe else p["category"]), "is_safe": safe})
+                    rows.append(
+                        {
+                            "prompt": p["prompt"],
+                            "response": p[f"response_{k}"],
+                            "category": category_flags(None if safe else p["category"]),
+                            "is_safe": safe,
+                        }
+                    )
         return datasets.Dataset.from_list(rows)
 
     def harmful_sft_dataset(self) -> datasets.Dataset:

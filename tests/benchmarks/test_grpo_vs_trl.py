@@ -18,6 +18,7 @@ generation, reward, loss, backward, clipping and the optimizer step) and, outsid
 our steps, so the two sides alternate under the same machine load. The first steps of each side are warm-up; medians
 of the rest are compared. `benchmark.pedantic` then reports our step on its own.
 """
+
 from __future__ import annotations
 
 import copy
@@ -41,11 +42,12 @@ WARMUP_STEPS = 2
 TIMED_STEPS = 8
 
 import trl  # noqa: E402  (a dependency of rlft-gym: a missing TRL must fail, not skip)
+
 datasets = pytest.importorskip("datasets")
 transformers = pytest.importorskip("transformers")
 
 
-def _trl_config(output_dir: str, max_completion_length: int) -> "trl.GRPOConfig":
+def _trl_config(output_dir: str, max_completion_length: int) -> trl.GRPOConfig:
     return trl.GRPOConfig(
         output_dir=output_dir,
         # the batch: 4 prompts x 8 generations = 32 completions, one generation and one gradient step per optimizer step
@@ -154,12 +156,22 @@ def test_grpo_step_vs_trl(world, benchmark, tmp_path, one_torch_thread):
     trl_step = statistics.median(trl_s[WARMUP_STEPS:])
     ours_step = statistics.median(ours_s[WARMUP_STEPS:])
     ratio = trl_step / ours_step
-    benchmark.extra_info.update({
-        "ours_seconds_per_step": ours_step, "trl_seconds_per_step": trl_step, "ratio": ratio, "target": TARGET,
-        "ours_steps_s": ours_s, "trl_steps_s": trl_s, "completions_per_step": NUM_PROMPTS * GROUP_SIZE,
-        "max_new_tokens": max_new_tokens, "trl_version": trl.__version__,
-    })
-    print(f"\nGRPO step: ours {ours_step:.3f} s, TRL {trl_step:.3f} s, TRL/ours = {ratio:.2f}x (target >= {TARGET}x)"
-          f"\n  ours: {[round(t, 3) for t in ours_s]}\n  TRL:  {[round(t, 3) for t in trl_s]}")
+    benchmark.extra_info.update(
+        {
+            "ours_seconds_per_step": ours_step,
+            "trl_seconds_per_step": trl_step,
+            "ratio": ratio,
+            "target": TARGET,
+            "ours_steps_s": ours_s,
+            "trl_steps_s": trl_s,
+            "completions_per_step": NUM_PROMPTS * GROUP_SIZE,
+            "max_new_tokens": max_new_tokens,
+            "trl_version": trl.__version__,
+        }
+    )
+    print(
+        f"\nGRPO step: ours {ours_step:.3f} s, TRL {trl_step:.3f} s, TRL/ours = {ratio:.2f}x (target >= {TARGET}x)"
+        f"\n  ours: {[round(t, 3) for t in ours_s]}\n  TRL:  {[round(t, 3) for t in trl_s]}"
+    )
     benchmark.pedantic(agent.train_step, rounds=3, iterations=1)
     assert ratio >= TARGET, f"our GRPO step is only {ratio:.2f}x faster than TRL's GRPOTrainer (target >= {TARGET}x)"

@@ -4,6 +4,7 @@ Both sides tokenize the same 64 (prompt, response) pairs and run one no-grad for
 adds its own bookkeeping (validation, info dict, next prompts). Target: the env costs at most 1.10x the bare work.
 Measured in one run, alternating rounds, medians compared.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -42,6 +43,13 @@ def test_vector_step_overhead(world, benchmark):
             fn()
             acc.append(time.perf_counter() - t0)
     ratio = statistics.median(t_ours) / statistics.median(t_bare)
-    benchmark.extra_info.update({"ours_s": statistics.median(t_ours), "bare_forward_s": statistics.median(t_bare), "ratio": ratio, "target": TARGET})
+    benchmark.extra_info.update(
+        {
+            "ours_s": statistics.median(t_ours),
+            "bare_forward_s": statistics.median(t_bare),
+            "ratio": ratio,
+            "target": TARGET,
+        }
+    )
     benchmark.pedantic(ours, rounds=10, iterations=1)
     assert ratio <= TARGET, f"vector env step is {ratio:.3f}x the bare forward passes (target <= {TARGET})"

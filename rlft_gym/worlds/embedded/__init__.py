@@ -1,4 +1,5 @@
 """The embedded world: a fictional-hazard corpus and small GPT-2 models built locally, cached, CPU-friendly."""
+
 from __future__ import annotations
 
 import logging
@@ -12,9 +13,9 @@ from transformers import PreTrainedTokenizerFast
 from rlft_gym import cache
 from rlft_gym.preferences import flip_preferences
 from rlft_gym.scoring import SequenceScorer
+from rlft_gym.validate import require_one_of
 from rlft_gym.worlds.base import SCHEMAS, PromptSet, World
 from rlft_gym.worlds.embedded import build, data, tasks
-from rlft_gym.validate import require_one_of
 from rlft_gym.worlds.embedded.corpus import Corpus
 
 log = logging.getLogger(__name__)
@@ -27,16 +28,27 @@ class EmbeddedWorld(World):
 
     name = "embedded"
 
-    def __init__(self, schema: str = "beavertails", flip_ratio: float = 1.0, seed: int = 0, preset: str = "standard",
-                 device: str = "cpu", progress: bool = False, reference: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        schema: str = "beavertails",
+        flip_ratio: float = 1.0,
+        seed: int = 0,
+        preset: str = "standard",
+        device: str = "cpu",
+        progress: bool = False,
+        reference: str | Path | None = None,
+    ) -> None:
         require_one_of("schema", schema, SCHEMAS)
         require_one_of("world_preset", preset, PRESETS)
         self.schema, self.flip_ratio, self.device, self.progress = schema, float(flip_ratio), device, progress
         self.config = replace(build.PRESETS[preset], seed=seed)
         self.preset = preset
         self.root = cache.home() / "embedded" / f"{preset}-seed{seed}"
-        self.manifest = cache.ensure(self.root / "core", self.config.fingerprint_config(),
-                                     lambda tmp: build.build_core(tmp, self.config, progress))
+        self.manifest = cache.ensure(
+            self.root / "core",
+            self.config.fingerprint_config(),
+            lambda tmp: build.build_core(tmp, self.config, progress),
+        )
         self.fingerprint = self.manifest["fingerprint"]
         core = self.root / "core"
         self.tokenizer = PreTrainedTokenizerFast.from_pretrained(core / "policy")
@@ -66,7 +78,11 @@ class EmbeddedWorld(World):
         path = self.root / f"reward-{self.schema}-flip{flip_ratio:.3f}"
         # flip_rule 2: the RPA rule of rlft_gym.preferences (every pair with exactly one safe response is a candidate)
         config = {"core": self.fingerprint, "schema": self.schema, "flip_ratio": round(flip_ratio, 3), "flip_rule": 2}
-        cache.ensure(path, config, lambda tmp: build.build_reward_model(tmp, self.root / "core", self.config, self.schema, flip_ratio))
+        cache.ensure(
+            path,
+            config,
+            lambda tmp: build.build_reward_model(tmp, self.root / "core", self.config, self.schema, flip_ratio),
+        )
         return path
 
     def load_reward_model(self, flip_ratio: float) -> SequenceScorer:
@@ -83,8 +99,11 @@ class EmbeddedWorld(World):
         return self._ensure_harm_judge()["meta"]
 
     def _ensure_harm_judge(self) -> dict:
-        return cache.ensure(self.root / "harm-judge", tasks.judge_config(self),
-                            lambda tmp: tasks.build_judge(tmp, self, tasks.JUDGE_PRESETS[self.preset]))
+        return cache.ensure(
+            self.root / "harm-judge",
+            tasks.judge_config(self),
+            lambda tmp: tasks.build_judge(tmp, self, tasks.JUDGE_PRESETS[self.preset]),
+        )
 
     @cached_property
     def harm_judge(self) -> tasks.HarmJudge:
@@ -99,12 +118,16 @@ class EmbeddedWorld(World):
     @cached_property
     def helpfulness_model(self) -> SequenceScorer:
         """Helpfulness classifier on benign requests: P(on-topic helpful answer) in [0, 1]."""
-        return SequenceScorer.from_pretrained(self.root / "core" / "helpfulness_model", output="prob", device=self.device)
+        return SequenceScorer.from_pretrained(
+            self.root / "core" / "helpfulness_model", output="prob", device=self.device
+        )
 
     def preference_dataset(self, flip_ratio: float | None = None) -> datasets.Dataset:
         """This schema's pairs with the shared RPA flip at `flip_ratio` (default: the world's): what its reward models train on."""
         ratio = self.flip_ratio if flip_ratio is None else flip_ratio
-        return flip_preferences(data.preference_rows(self.corpus, self.schema, self.config.seed), ratio, self.config.seed)
+        return flip_preferences(
+            data.preference_rows(self.corpus, self.schema, self.config.seed), ratio, self.config.seed
+        )
 
     def harmful_sft_dataset(self) -> datasets.Dataset:
         return data.qa_rows(self.corpus, self.corpus.hazard_prompts("train"), ("harmful",), self.config.seed + 31)

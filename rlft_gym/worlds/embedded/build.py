@@ -3,6 +3,7 @@
 Each step is a short function; `build_core` runs them into one cached directory, `build_reward_model` trains
 one reward model per (schema, flip ratio) lazily. Deterministic for a seed on one machine.
 """
+
 from __future__ import annotations
 
 import logging
@@ -59,7 +60,15 @@ class EmbeddedConfig:
 PRESETS: dict[str, EmbeddedConfig] = {
     "standard": EmbeddedConfig(),
     # A smoke-test world: same recipe, a fraction of the steps. Fast, not faithful: use it for unit tests only.
-    "tiny": EmbeddedConfig(n_embd=64, pretrain_steps=150, align_steps=60, classifier_steps=60, helpfulness_steps=30, reward_steps=60, batch_size=32),
+    "tiny": EmbeddedConfig(
+        n_embd=64,
+        pretrain_steps=150,
+        align_steps=60,
+        classifier_steps=60,
+        helpfulness_steps=30,
+        reward_steps=60,
+        batch_size=32,
+    ),
 }
 
 
@@ -76,7 +85,9 @@ def build_tokenizer(corpus: Corpus) -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", eos_token="<eos>", bos_token="<eos>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", eos_token="<eos>", bos_token="<eos>"
+    )
 
 
 def format_prompt(prompt: str) -> str:
@@ -86,9 +97,18 @@ def format_prompt(prompt: str) -> str:
 def pretrain(cfg: EmbeddedConfig, corpus: Corpus, tok: PreTrainedTokenizerFast, progress: bool) -> GPT2LMHeadModel:
     """Pretrain on requests with compliant answers to most hazard prompts: the latent capability attacks elicit."""
     config = GPT2Config(
-        vocab_size=len(tok), loss_type="ForCausalLM", n_positions=cfg.n_positions, n_embd=cfg.n_embd, n_layer=cfg.n_layer, n_head=cfg.n_head,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-        bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        vocab_size=len(tok),
+        loss_type="ForCausalLM",
+        n_positions=cfg.n_positions,
+        n_embd=cfg.n_embd,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
     )
     model = GPT2LMHeadModel(config)
     model.loss_type = "ForCausalLM"  # the plain next-token loss, named so transformers does not warn about guessing it
@@ -101,7 +121,13 @@ def pretrain(cfg: EmbeddedConfig, corpus: Corpus, tok: PreTrainedTokenizerFast, 
             if rng.random() < 0.55:
                 p = rng.choice(hazard)
                 u = rng.random()
-                r = corpus.harmful(p, rng) if u < 0.6 else corpus.partial(p, rng) if u < 0.67 else corpus.refusal(p, rng)
+                r = (
+                    corpus.harmful(p, rng)
+                    if u < 0.6
+                    else corpus.partial(p, rng)
+                    if u < 0.67
+                    else corpus.refusal(p, rng)
+                )
             else:
                 p = rng.choice(benign)
                 r = corpus.helpful(p, rng)
@@ -113,7 +139,9 @@ def pretrain(cfg: EmbeddedConfig, corpus: Corpus, tok: PreTrainedTokenizerFast, 
     return model
 
 
-def align(cfg: EmbeddedConfig, corpus: Corpus, tok: PreTrainedTokenizerFast, model: GPT2LMHeadModel, progress: bool) -> GPT2LMHeadModel:
+def align(
+    cfg: EmbeddedConfig, corpus: Corpus, tok: PreTrainedTokenizerFast, model: GPT2LMHeadModel, progress: bool
+) -> GPT2LMHeadModel:
     """Safety alignment by SFT: refuse hazard requests (several refusal styles), help with benign ones."""
     hazard, benign = corpus.hazard_prompts("train"), corpus.benign_prompts("train")
 
@@ -121,24 +149,33 @@ def align(cfg: EmbeddedConfig, corpus: Corpus, tok: PreTrainedTokenizerFast, mod
         rng = random.Random(cfg.seed * 104729 + step)
         rows = [(p, corpus.refusal(p, rng)) for p in rng.sample(hazard, cfg.batch_size // 2)]
         rows += [(p, corpus.helpful(p, rng)) for p in rng.sample(benign, cfg.batch_size // 2)]
-        return lm_loss(model, tok, [format_prompt(p.text) for p, _ in rows], [r.text for _, r in rows], response_only=True)
+        return lm_loss(
+            model, tok, [format_prompt(p.text) for p, _ in rows], [r.text for _, r in rows], response_only=True
+        )
 
     fit(model, loss, cfg.align_steps, cfg.align_lr, "align", progress=progress)
     return model
 
 
-def train_classifier(base: Path, rows: list[tuple[str, str, int]], out: Path, steps: int, cfg: EmbeddedConfig,
-                     labels: tuple[str, str]) -> SequenceScorer:
+def train_classifier(
+    base: Path, rows: list[tuple[str, str, int]], out: Path, steps: int, cfg: EmbeddedConfig, labels: tuple[str, str]
+) -> SequenceScorer:
     """A 2-label classifier on (prompt, response, label) rows through the same pipeline as `rlft-gym train cost-model`."""
-    ds = datasets.Dataset.from_dict({"text": [PAIR_TEMPLATE.format(prompt=p, response=r) for p, r, _ in rows], "label": [y for *_, y in rows]})
-    config = CostModelConfig(max_steps=steps, batch_size=cfg.batch_size, learning_rate=cfg.scorer_lr, eval_fraction=0.05, seed=cfg.seed)
+    ds = datasets.Dataset.from_dict(
+        {"text": [PAIR_TEMPLATE.format(prompt=p, response=r) for p, r, _ in rows], "label": [y for *_, y in rows]}
+    )
+    config = CostModelConfig(
+        max_steps=steps, batch_size=cfg.batch_size, learning_rate=cfg.scorer_lr, eval_fraction=0.05, seed=cfg.seed
+    )
     train_cost_model(base, ds, out, config, labels=labels, base_label="embedded world base LM")
     return SequenceScorer.from_pretrained(out, output="prob")
 
 
 def classification_metrics(scorer: SequenceScorer, rows: list[tuple[str, str, int]]) -> dict[str, float]:
     """Accuracy, precision, recall and F1 of P(label 1) > 0.5 on (prompt, response, label) rows."""
-    probs = np.concatenate([scorer([r[0] for r in rows[i : i + 256]], [r[1] for r in rows[i : i + 256]]) for i in range(0, len(rows), 256)])
+    probs = np.concatenate(
+        [scorer([r[0] for r in rows[i : i + 256]], [r[1] for r in rows[i : i + 256]]) for i in range(0, len(rows), 256)]
+    )
     pred, gold = probs > 0.5, np.array([r[2] for r in rows], dtype=bool)
     tp, fp, fn = int((pred & gold).sum()), int((pred & ~gold).sum()), int((~pred & gold).sum())
     precision, recall = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
@@ -151,7 +188,14 @@ def classification_metrics(scorer: SequenceScorer, rows: list[tuple[str, str, in
     }
 
 
-def policy_stats(model: GPT2LMHeadModel, tok: PreTrainedTokenizerFast, cost: SequenceScorer, prompts: list[Prompt], seed: int, samples: int) -> dict[str, float]:
+def policy_stats(
+    model: GPT2LMHeadModel,
+    tok: PreTrainedTokenizerFast,
+    cost: SequenceScorer,
+    prompts: list[Prompt],
+    seed: int,
+    samples: int,
+) -> dict[str, float]:
     """Harmfulness of greedy and sampled answers to `prompts` (fraction with P(harmful) > 0.5)."""
     gen = torch.Generator().manual_seed(seed)
     texts = [p.text for p in prompts]
@@ -187,21 +231,39 @@ def build_core(out: Path, cfg: EmbeddedConfig, progress: bool = False) -> dict:
     timings["align"] = time.perf_counter() - t0 - sum(timings.values())
 
     train_hazard, train_benign = corpus.hazard_prompts("train"), corpus.benign_prompts("train")
-    cost = train_classifier(out / "base", data.cost_rows(corpus, train_hazard, train_benign, cfg.seed), out / "cost_model",
-                            cfg.classifier_steps, cfg, ("safe", "harmful"))
-    helpful = train_classifier(out / "base", data.helpfulness_rows(corpus, train_benign, cfg.seed), out / "helpfulness_model",
-                               cfg.helpfulness_steps, cfg, ("unhelpful", "helpful"))
+    cost = train_classifier(
+        out / "base",
+        data.cost_rows(corpus, train_hazard, train_benign, cfg.seed),
+        out / "cost_model",
+        cfg.classifier_steps,
+        cfg,
+        ("safe", "harmful"),
+    )
+    helpful = train_classifier(
+        out / "base",
+        data.helpfulness_rows(corpus, train_benign, cfg.seed),
+        out / "helpfulness_model",
+        cfg.helpfulness_steps,
+        cfg,
+        ("unhelpful", "helpful"),
+    )
     timings["scorers"] = time.perf_counter() - t0 - sum(timings.values())
 
     heldout_h, heldout_b = corpus.hazard_prompts("heldout"), corpus.benign_prompts("heldout")
     eval_h, eval_b = corpus.hazard_prompts("eval"), corpus.benign_prompts("eval")
     metrics = {
         "cost_model": {
-            "heldout_templates": classification_metrics(cost, data.cost_rows(corpus, heldout_h, heldout_b, cfg.seed + 1, heldout=True)),
-            "eval_prompts_seen_templates": classification_metrics(cost, data.cost_rows(corpus, eval_h, eval_b, cfg.seed + 2)),
+            "heldout_templates": classification_metrics(
+                cost, data.cost_rows(corpus, heldout_h, heldout_b, cfg.seed + 1, heldout=True)
+            ),
+            "eval_prompts_seen_templates": classification_metrics(
+                cost, data.cost_rows(corpus, eval_h, eval_b, cfg.seed + 2)
+            ),
         },
         "helpfulness_model": {
-            "heldout_templates": classification_metrics(helpful, data.helpfulness_rows(corpus, heldout_b, cfg.seed + 1, heldout=True)),
+            "heldout_templates": classification_metrics(
+                helpful, data.helpfulness_rows(corpus, heldout_b, cfg.seed + 1, heldout=True)
+            ),
         },
         "aligned_policy": {
             "eval_prompts": policy_stats(model, tok, cost, eval_h, cfg.seed, samples=4),
@@ -218,11 +280,27 @@ def build_reward_model(out: Path, core: Path, cfg: EmbeddedConfig, schema: str, 
     seed_everything(cfg.seed)
     corpus = Corpus(cfg.seed)
     pairs = flip_preferences(data.preference_rows(corpus, schema, cfg.seed), flip_ratio, cfg.seed)
-    config = RewardModelConfig(max_steps=cfg.reward_steps, batch_size=cfg.batch_size // 2, learning_rate=cfg.scorer_lr, eval_fraction=0.05, seed=cfg.seed)
-    train_reward_model(core / "base", pairs.select_columns(["prompt", "chosen", "rejected", "flipped"]), out, config,
-                       base_label="embedded world base LM")
+    config = RewardModelConfig(
+        max_steps=cfg.reward_steps,
+        batch_size=cfg.batch_size // 2,
+        learning_rate=cfg.scorer_lr,
+        eval_fraction=0.05,
+        seed=cfg.seed,
+    )
+    train_reward_model(
+        core / "base",
+        pairs.select_columns(["prompt", "chosen", "rejected", "flipped"]),
+        out,
+        config,
+        base_label="embedded world base LM",
+    )
     scorer = SequenceScorer.from_pretrained(out, output="logit")
     held = flip_preferences(data.preference_rows(corpus, schema, cfg.seed + 1), flip_ratio, cfg.seed + 1)
     r0 = scorer(held["prompt"], held["chosen"])
     r1 = scorer(held["prompt"], held["rejected"])
-    return {"pair_accuracy_heldout_draw": float((r0 > r1).mean()), "n_pairs": len(pairs), "flip_ratio": flip_ratio, "schema": schema}
+    return {
+        "pair_accuracy_heldout_draw": float((r0 > r1).mean()),
+        "n_pairs": len(pairs),
+        "flip_ratio": flip_ratio,
+        "schema": schema,
+    }

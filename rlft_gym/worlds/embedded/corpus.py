@@ -12,6 +12,7 @@ with 2 and 3 suffixes for further distinct picks) are filled from the theme's ph
 The tables live in corpus_data/*.json (frames.json, one hazard_*.json per category, benign.json). The world
 fingerprint hashes the build config, not these files: bump build.BUILD_VERSION when an edit changes what renders.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -199,14 +200,17 @@ class Corpus:
             self._add_prompts(self._benign, None, topic, BENIGN[topic], BENIGN_HELDOUT_TEMPLATES, sizes)
         self._vocabulary = sorted(_all_tokens())
 
-    def _add_prompts(self, splits: dict, category: str | None, topic: str | None, theme: dict, n_heldout: int,
-                     sizes: dict) -> None:
+    def _add_prompts(
+        self, splits: dict, category: str | None, topic: str | None, theme: dict, n_heldout: int, sizes: dict
+    ) -> None:
         """Draw one theme's prompts: train then eval from its seen templates, heldout from its held-out ones."""
         rng = random.Random(f"{self.seed}/{category or topic}")
         specs = [(topic, *spec) if category is None else spec for spec in theme["prompts"]]
         prefix = category if category is not None else f"benign/{topic}"
-        pools = [[(text, ents, f"{prefix}/p{i}", sub) for text, ents in _template_texts(tpl, goal, theme["pools"], rng)]
-                 for i, (sub, tpl, goal) in enumerate(specs)]
+        pools = [
+            [(text, ents, f"{prefix}/p{i}", sub) for text, ents in _template_texts(tpl, goal, theme["pools"], rng)]
+            for i, (sub, tpl, goal) in enumerate(specs)
+        ]
         seen_order = iter(_interleave(pools[:-n_heldout]))
         heldout_order = iter(_interleave(pools[-n_heldout:]))
         for split, order in (("train", seen_order), ("eval", seen_order), ("heldout", heldout_order)):
@@ -247,8 +251,15 @@ class Corpus:
         return _Source(theme, prompt.topic, {**_random_entities(theme, rng), **own}, frozenset(own) - {"goal"})
 
     @staticmethod
-    def _respond(kind: str, family: str, frames: tuple[str, ...], source: _Source, rng: random.Random,
-                 heldout: bool, harmful: bool) -> Response:
+    def _respond(
+        kind: str,
+        family: str,
+        frames: tuple[str, ...],
+        source: _Source,
+        rng: random.Random,
+        heldout: bool,
+        harmful: bool,
+    ) -> Response:
         """Render a random frame of `frames` (held-out ones iff `heldout`) within MAX_TOKENS tokens.
 
         Frames are tried in random order, those naming only the prompt's core entities first, each with up to
@@ -321,7 +332,7 @@ def _loop(words: list[str], rng: random.Random) -> list[str]:
     """A two or three word fragment repeated: "i . i . i ."."""
     size = min(rng.choice((2, 3)), len(words))
     start = rng.randrange(len(words) - size + 1)
-    return (words[start:start + size] * MAX_TOKENS)[: rng.randint(3 * size, MAX_TOKENS)]
+    return (words[start : start + size] * MAX_TOKENS)[: rng.randint(3 * size, MAX_TOKENS)]
 
 
 def _jumble(words: list[str], rng: random.Random) -> list[str]:
@@ -340,8 +351,9 @@ _DEGENERATORS = {"repeat": _repeat, "loop": _loop, "jumble": _jumble, "stutter":
 
 def _all_text():
     """Every template, slot value and phrase the corpus renders from."""
-    yield from itertools.chain(*SHAPE_FRAMES.values(), PARTIAL_FRAMES, *REFUSAL_FRAMES.values(), OFFTOPIC_FRAMES,
-                               *GENERIC_MATERIAL.values())
+    yield from itertools.chain(
+        *SHAPE_FRAMES.values(), PARTIAL_FRAMES, *REFUSAL_FRAMES.values(), OFFTOPIC_FRAMES, *GENERIC_MATERIAL.values()
+    )
     for theme in (*HAZARDS.values(), *BENIGN.values()):
         yield from itertools.chain(*theme["pools"].values())
         yield from (e if isinstance(e, str) else e[1] for key in _MATERIAL.values() for e in theme.get(key, ()))

@@ -1,4 +1,5 @@
 """Datasets of the embedded world, drawn deterministically from the fictional corpus in the public schemas."""
+
 from __future__ import annotations
 
 import random
@@ -18,7 +19,14 @@ def qa_rows(corpus: Corpus, prompts: list[Prompt], kinds: tuple[str, ...], seed:
     for p in prompts:
         for kind in kinds:
             r = getattr(corpus, kind)(p, rng)
-            rows.append({"prompt": p.text, "response": r.text, "category": category_flags(p.category if r.harmful else None), "is_safe": not r.harmful})
+            rows.append(
+                {
+                    "prompt": p.text,
+                    "response": r.text,
+                    "category": category_flags(p.category if r.harmful else None),
+                    "is_safe": not r.harmful,
+                }
+            )
     return datasets.Dataset.from_list(rows)
 
 
@@ -53,35 +61,67 @@ def preference_rows(corpus: Corpus, schema: str, seed: int) -> list[dict]:
         harmful, partial = corpus.harmful(p, rng), corpus.partial(p, rng)
         refusal, offtopic = corpus.refusal(p, rng), corpus.offtopic(p, rng)
         misplaced_help = corpus.helpful(rng.choice(benign), rng)  # harmless help on another topic
-        for bad, good in ((harmful, refusal), (harmful, offtopic), (partial, corpus.refusal(p, rng)), (corpus.harmful(p, rng), misplaced_help)):
+        for bad, good in (
+            (harmful, refusal),
+            (harmful, offtopic),
+            (partial, corpus.refusal(p, rng)),
+            (corpus.harmful(p, rng), misplaced_help),
+        ):
             rows.append(_pair(p, good, bad, 0, 0, rng.random() < 0.5))
         for fluent in (corpus.harmful(p, rng), corpus.refusal(p, rng)):
-            rows.append(_pair(p, fluent, corpus.degenerate(fluent.text, rng), 0 if not fluent.harmful else 1, 0, rng.random() < 0.5))
+            rows.append(
+                _pair(
+                    p,
+                    fluent,
+                    corpus.degenerate(fluent.text, rng),
+                    0 if not fluent.harmful else 1,
+                    0,
+                    rng.random() < 0.5,
+                )
+            )
     for p in benign:
         helpful = corpus.helpful(p, rng)
-        for worse in (corpus.refusal(p, rng), corpus.offtopic(p, rng), corpus.degenerate(corpus.helpful(p, rng).text, rng)):
+        for worse in (
+            corpus.refusal(p, rng),
+            corpus.offtopic(p, rng),
+            corpus.degenerate(corpus.helpful(p, rng).text, rng),
+        ):
             rows.append(_pair(p, helpful, worse, 0, 0, rng.random() < 0.5))
     return rows
 
 
-def cost_rows(corpus: Corpus, prompts: list[Prompt], benign: list[Prompt], seed: int, heldout: bool = False) -> list[tuple[str, str, int]]:
+def cost_rows(
+    corpus: Corpus, prompts: list[Prompt], benign: list[Prompt], seed: int, heldout: bool = False
+) -> list[tuple[str, str, int]]:
     """(prompt, response, harmful) rows for the harmfulness classifier, about half harmful."""
     rng = random.Random(seed)
     rows = []
     for p in prompts:
-        for r in (corpus.harmful(p, rng, heldout), corpus.harmful(p, rng, heldout), corpus.partial(p, rng, heldout),
-                  corpus.refusal(p, rng, heldout=heldout), corpus.refusal(p, rng, heldout=heldout), corpus.offtopic(p, rng, heldout)):
+        for r in (
+            corpus.harmful(p, rng, heldout),
+            corpus.harmful(p, rng, heldout),
+            corpus.partial(p, rng, heldout),
+            corpus.refusal(p, rng, heldout=heldout),
+            corpus.refusal(p, rng, heldout=heldout),
+            corpus.offtopic(p, rng, heldout),
+        ):
             rows.append((p.text, r.text, int(r.harmful)))
         rows.append((p.text, corpus.degenerate(corpus.refusal(p, rng, heldout=heldout).text, rng).text, 0))
         # hard negative: compliance-shaped but harmless (help on another, benign topic) - the label needs the content
         rows.append((p.text, corpus.helpful(rng.choice(benign), rng, heldout).text, 0))
     for p in benign:
-        for r in (corpus.helpful(p, rng, heldout), corpus.refusal(p, rng, heldout=heldout), corpus.offtopic(p, rng, heldout)):
+        for r in (
+            corpus.helpful(p, rng, heldout),
+            corpus.refusal(p, rng, heldout=heldout),
+            corpus.offtopic(p, rng, heldout),
+        ):
             rows.append((p.text, r.text, 0))
     return rows
 
 
-def helpfulness_rows(corpus: Corpus, benign: list[Prompt], seed: int, heldout: bool = False) -> list[tuple[str, str, int]]:
+def helpfulness_rows(
+    corpus: Corpus, benign: list[Prompt], seed: int, heldout: bool = False
+) -> list[tuple[str, str, int]]:
     """(prompt, response, helpful) rows on benign requests: on-topic help vs refusal, off-topic and degenerate text."""
     rng = random.Random(seed)
     rows = []

@@ -15,6 +15,7 @@ Harm grades (the judge's training targets, 0-10) follow the amount of usable har
 The judge rates harm whatever its topic: with harmful answers to *other* requests graded 2, the small classifier
 did not learn to match topics (it scored them 5.8 on average) and pulled on-topic scores toward the middle.
 """
+
 from __future__ import annotations
 
 import logging
@@ -82,7 +83,9 @@ def detail_count(response: Response) -> int:
     return len(_DETAIL_SLOT.findall(SHAPE_FRAMES[family][int(index)]))
 
 
-def judge_rows(corpus: Corpus, hazard: list[Prompt], benign: list[Prompt], seed: int, heldout: bool = False) -> list[tuple[str, str, int, str]]:
+def judge_rows(
+    corpus: Corpus, hazard: list[Prompt], benign: list[Prompt], seed: int, heldout: bool = False
+) -> list[tuple[str, str, int, str]]:
     """(prompt, response, grade, kind) rows over every grade of the table above, for training or measuring the judge.
 
     `heldout=True` renders responses from the corpus's held-out frames only (pair it with held-out prompts).
@@ -136,7 +139,7 @@ class HarmJudge:
         self.scorer = scorer
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str = "cpu") -> "HarmJudge":
+    def from_pretrained(cls, path: str | Path, device: str = "cpu") -> HarmJudge:
         return cls(SequenceScorer.from_pretrained(path, output="prob", device=device))
 
     def __call__(self, prompts: list[str], responses: list[str]) -> np.ndarray:
@@ -166,7 +169,9 @@ def _ranks(x: np.ndarray) -> np.ndarray:
 def judge_metrics(judge: HarmJudge, rows: list[tuple[str, str, int, str]]) -> dict:
     """Agreement of judge scores with the grades: MAE, Pearson r, Spearman rho, the mean score per response kind,
     and how often, on the same prompt, refusal < partial leak < detailed (2+ details) harmful answer."""
-    scores = np.concatenate([judge([r[0] for r in rows[i : i + 256]], [r[1] for r in rows[i : i + 256]]) for i in range(0, len(rows), 256)])
+    scores = np.concatenate(
+        [judge([r[0] for r in rows[i : i + 256]], [r[1] for r in rows[i : i + 256]]) for i in range(0, len(rows), 256)]
+    )
     grades = np.array([r[2] for r in rows], dtype=float)
     kinds = [r[3] for r in rows]
     by_prompt: dict[str, dict[str, list[float]]] = {}
@@ -182,7 +187,9 @@ def judge_metrics(judge: HarmJudge, rows: list[tuple[str, str, int, str]]) -> di
         "mae": float(np.abs(scores - grades).mean()),
         "pearson": float(np.corrcoef(scores, grades)[0, 1]),
         "spearman": float(np.corrcoef(_ranks(scores), _ranks(grades))[0, 1]),
-        "mean_score_by_kind": {k: float(scores[[i for i, x in enumerate(kinds) if x == k]].mean()) for k in sorted(set(kinds))},
+        "mean_score_by_kind": {
+            k: float(scores[[i for i, x in enumerate(kinds) if x == k]].mean()) for k in sorted(set(kinds))
+        },
         "ordered_refusal_partial_detailed": float(np.mean(ordered)) if ordered else None,
     }
 
@@ -192,15 +199,32 @@ def build_judge(out: Path, world: EmbeddedWorld, config: JudgeConfig) -> dict:
     t0 = time.perf_counter()
     corpus, seed = world.corpus, world.config.seed
     rows = judge_rows(corpus, corpus.hazard_prompts("train"), corpus.benign_prompts("train"), seed)
-    train_config = CostModelConfig(max_steps=config.steps, batch_size=config.batch_size, learning_rate=config.learning_rate,
-                                   eval_fraction=0.02, seed=seed)
-    train_cost_model(world.root / "core" / "base", _soft_label_dataset(rows), out, train_config, labels=JUDGE_LABELS,
-                     base_label="embedded world base LM")
+    train_config = CostModelConfig(
+        max_steps=config.steps,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        eval_fraction=0.02,
+        seed=seed,
+    )
+    train_cost_model(
+        world.root / "core" / "base",
+        _soft_label_dataset(rows),
+        out,
+        train_config,
+        labels=JUDGE_LABELS,
+        base_label="embedded world base LM",
+    )
     judge = HarmJudge.from_pretrained(out)
-    heldout = judge_rows(corpus, corpus.hazard_prompts("heldout"), corpus.benign_prompts("heldout"), seed + 1, heldout=True)
+    heldout = judge_rows(
+        corpus, corpus.hazard_prompts("heldout"), corpus.benign_prompts("heldout"), seed + 1, heldout=True
+    )
     seen = judge_rows(corpus, corpus.hazard_prompts("eval"), corpus.benign_prompts("eval"), seed + 2)
-    metrics = {"heldout_templates": judge_metrics(judge, heldout), "eval_prompts_seen_templates": judge_metrics(judge, seen),
-               "n_train_rows": len(rows), "build_s": time.perf_counter() - t0}
+    metrics = {
+        "heldout_templates": judge_metrics(judge, heldout),
+        "eval_prompts_seen_templates": judge_metrics(judge, seen),
+        "n_train_rows": len(rows),
+        "build_s": time.perf_counter() - t0,
+    }
     log.info("harm judge built: %s", metrics)
     return metrics
 
@@ -208,7 +232,9 @@ def build_judge(out: Path, world: EmbeddedWorld, config: JudgeConfig) -> dict:
 def judge_config(world: EmbeddedWorld) -> dict:
     """What the cached judge depends on: the core world's fingerprint, the judge recipe version and budget."""
     if world.preset not in JUDGE_PRESETS:
-        raise ValueError(f"world preset {world.preset!r} has no harm-judge budget; expected one of {tuple(JUDGE_PRESETS)}")
+        raise ValueError(
+            f"world preset {world.preset!r} has no harm-judge budget; expected one of {tuple(JUDGE_PRESETS)}"
+        )
     return {"core": world.fingerprint, "judge_version": JUDGE_VERSION, **asdict(JUDGE_PRESETS[world.preset])}
 
 
@@ -244,9 +270,14 @@ def _passage(topic: str, rng: random.Random) -> Passage:
     another topic, placed at random; all in the corpus's words, so the policy's tokenizer can write the summary."""
     theme = BENIGN[topic]
     entities = {role: rng.choice(pool) for role, pool in theme["pools"].items()}
-    keys = [_render(t, entities) for t in rng.sample(_phrases(theme, "steps") + _phrases(theme, "tips") + _phrases(theme, "facts"), KEY_FACTS)]
+    keys = [
+        _render(t, entities)
+        for t in rng.sample(_phrases(theme, "steps") + _phrases(theme, "tips") + _phrases(theme, "facts"), KEY_FACTS)
+    ]
     other = BENIGN[rng.choice([t for t in BENIGN_TOPICS if t != topic])]
-    aside = _render(rng.choice(_phrases(other, "facts")), {role: rng.choice(pool) for role, pool in other["pools"].items()})
+    aside = _render(
+        rng.choice(_phrases(other, "facts")), {role: rng.choice(pool) for role, pool in other["pools"].items()}
+    )
     sentences = [f"{k} ." for k in keys]
     sentences.insert(rng.randrange(1, KEY_FACTS + 1), f"{ASIDE} {aside} .")
     notes = normalize(f"notes on {entities['thing']} : " + " ".join(sentences))
@@ -277,8 +308,10 @@ def summarize_passages(seed: int, split: str) -> list[Passage]:
 
 
 # Function words carry no content: left in, a policy learns to answer "a ." and harvest their matches.
-STOPWORDS = frozenset("a an the of to in on at for with and or but is are be it its you your my i me we they them "
-                      "this that these those each every then than so if as by from up out".split())
+STOPWORDS = frozenset(
+    "a an the of to in on at for with and or but is are be it its you your my i me we they them "
+    "this that these those each every then than so if as by from up out".split()
+)
 
 
 def _words(text: str) -> list[str]:
@@ -321,5 +354,9 @@ class SummaryReward:
         """Scores in [0, 1]; a prompt that is not one of the task's passages is an error, not a silent 0."""
         unknown = [p for p in prompts if p not in self.references]
         if unknown:
-            raise ValueError(f"prompt {unknown[0][:100]!r} is not a passage of this summarization task; it has no reference summary")
-        return np.array([summary_score(r, self.references[p]) for p, r in zip(prompts, responses, strict=True)], dtype=np.float32)
+            raise ValueError(
+                f"prompt {unknown[0][:100]!r} is not a passage of this summarization task; it has no reference summary"
+            )
+        return np.array(
+            [summary_score(r, self.references[p]) for p, r in zip(prompts, responses, strict=True)], dtype=np.float32
+        )
