@@ -55,7 +55,8 @@ def check_temperature(temperature: float) -> float:
 
 
 def prompt_set(env: gym.Env | gym.vector.VectorEnv, prompts: str) -> list[str]:
-    """The env's held-out harmful prompts ("eval") or the attack prompts an RL attack trains on ("attack", the paper's choice)."""
+    """The env's held-out harmful prompts ("eval") or the attack prompts an RL attack trains on ("attack", the paper's
+    choice)."""
     require_one_of("prompts", prompts, PROMPT_SETS)
     base = env.unwrapped
     return list((base.eval_prompts if prompts == "eval" else base.prompts).prompts)

@@ -43,20 +43,22 @@ from rlft_gym.worlds.base import World
 SCHEDULES = ("linear", "cosine", "step")
 
 ActionExpert = Callable[[Any], np.ndarray]
-"""obs batch as the VecEnv returns it (n_envs, *obs_shape), unnormalised -> actions (n_envs, *action_shape) in env units."""
+"""obs batch as the VecEnv returns it (n_envs, *obs_shape), unnormalised -> actions (n_envs, *action_shape) in env
+units."""
 TextExpert = Callable[[list[str]], list[str]]
 """prompts (raw env prompts, one per expert answer wanted) -> one response string per prompt."""
 
 
-# --- alpha(t) ----------------------------------------------------------------------------------------------------------
+# --- alpha(t) ---------------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class AlphaSchedule:
     """alpha(t), the expert's weight at step t: `alpha0` at t = 0, decaying to 0 at t >= `horizon` (T).
 
-    linear: alpha0 (1 - t/T); cosine: alpha0 (1 + cos(pi t/T)) / 2; step: alpha0 (1 - floor(n t/T) / n), i.e. `num_drops`
-    = n equal drops, the last one to 0 at t = T. Steps are env steps for `dai(...)`, training steps for `ExpertGuidedGRPO`.
+    linear: alpha0 (1 - t/T); cosine: alpha0 (1 + cos(pi t/T)) / 2; step: alpha0 (1 - floor(n t/T) / n), i.e.
+    `num_drops` = n equal drops, the last one to 0 at t = T. Steps are env steps for `dai(...)`, training steps for
+    `ExpertGuidedGRPO`.
     """
 
     horizon: int
@@ -120,16 +122,17 @@ def _check_expert(expert: Any, signature: str) -> None:
         raise TypeError(f"expert={expert!r} is not callable; expected a function {signature}")
 
 
-# --- DAI inside an SB3 off-policy actor-critic -------------------------------------------------------------------------
+# --- DAI inside an SB3 off-policy actor-critic ------------------------------------------------------------------------
 
 
 class DAIMixin:
-    """Put before an SB3 `OffPolicyAlgorithm` class (or use `dai(cls)`): the action executed and stored in the replay buffer
-    is the interpolation of `expert(obs)` and the algorithm's own exploration action (noise, warm-up sampling included).
+    """Put before an SB3 `OffPolicyAlgorithm` class (or use `dai(cls)`): the action executed and stored in the replay
+    buffer is the interpolation of `expert(obs)` and the algorithm's own exploration action (noise, warm-up sampling
+    included).
 
-    Learning is unchanged: the critic learns from the executed transitions (off-policy learning needs no correction), and
-    the actor learns from the critic. alpha is logged as `dai/alpha`; `self.alpha` holds the latest value. The expert and
-    schedule are not saved with the model: load a trained model with the base class (`TD3.load(path)`).
+    Learning is unchanged: the critic learns from the executed transitions (off-policy learning needs no correction),
+    and the actor learns from the critic. alpha is logged as `dai/alpha`; `self.alpha` holds the latest value. The
+    expert and schedule are not saved with the model: load a trained model with the base class (`TD3.load(path)`).
     """
 
     def __init__(
@@ -149,7 +152,8 @@ class DAIMixin:
     def _sample_action(
         self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The base algorithm's exploration action blended with the expert's: (action for the env, action for the buffer)."""
+        """The base algorithm's exploration action blended with the expert's: (action for the env, action for the
+        buffer)."""
         action, buffer_action = super()._sample_action(learning_starts, action_noise, n_envs)
         self.alpha = _alpha_at(self.schedule, self.num_timesteps)
         self.logger.record("dai/alpha", self.alpha)
@@ -158,7 +162,8 @@ class DAIMixin:
         obs = self._last_obs if self._vec_normalize_env is None else self._vec_normalize_env.get_original_obs()
         expert = self._expert_actions(obs, n_envs)
         if isinstance(self.action_space, spaces.Box):
-            # a = alpha a_E + (1 - alpha) a_pi, in the policy's [-1, 1] scale (an affine map of the env's, so the same blend)
+            # a = alpha a_E + (1 - alpha) a_pi, in the policy's [-1, 1] scale (an affine map of the env's, so the same
+            # blend)
             target = self.policy.scale_action(np.clip(expert, self.action_space.low, self.action_space.high))
             buffer_action = np.clip(self.alpha * target + (1.0 - self.alpha) * buffer_action, -1.0, 1.0)
             return self.policy.unscale_action(buffer_action), buffer_action
@@ -205,8 +210,8 @@ def dai(algorithm_cls: type[OffPolicyAlgorithm]) -> type[OffPolicyAlgorithm]:
 
 
 class SFTExpert:
-    """The world's compliant answer to each prompt (`world.harmful_sft_dataset()`, keyed by prompt): the default expert of
-    `ExpertGuidedGRPO`. A prompt with several answers gets one of them at random per call."""
+    """The world's compliant answer to each prompt (`world.harmful_sft_dataset()`, keyed by prompt): the default expert
+    of `ExpertGuidedGRPO`. A prompt with several answers gets one of them at random per call."""
 
     def __init__(self, world: World, seed: int = 0) -> None:
         data = world.harmful_sft_dataset()
@@ -237,8 +242,8 @@ def text_rollout(
     device: torch.device | str,
 ) -> generation.Rollout:
     """Given responses to formatted prompts, laid out as `generation.sample` lays out its samples: each response
-    tokenised, cut to `max_new_tokens` tokens and closed with EOS when shorter (as a sampled response would be), its text
-    decoded back from those tokens so the env scores exactly the tokens whose log-probs are trained on."""
+    tokenised, cut to `max_new_tokens` tokens and closed with EOS when shorter (as a sampled response would be), its
+    text decoded back from those tokens so the env scores exactly the tokens whose log-probs are trained on."""
     eos = tokenizer.eos_token_id
     ids = [x[:max_new_tokens] for x in tokenizer(responses, add_special_tokens=False)["input_ids"]]
     ids = [x + [eos] if len(x) < max_new_tokens else x for x in ids]
@@ -277,17 +282,19 @@ def interleave_groups(
 class ExpertGuidedGRPO(GRPO):
     """GRPO with expert answers mixed into every group (DAI for the LM attacks; mixed-policy GRPO, as in LUFFY).
 
-    At step t, `k = alpha(t) * group_size` rounded stochastically (floor, plus one with probability equal to the fraction
-    left over; the same k for every group of the step, so each prompt is prefilled once) of each group's samples are the
-    expert's answers to that prompt, the other `group_size - k` are policy samples; within a group the expert's come last.
-    All are scored through the env, and the expert's answers enter the same loss with their log-probs under the current
-    policy. That term is off-policy and uncorrected (no importance weight): it raises the likelihood of expert answers
-    that beat their group's mean, like SFT weighted by the advantage, and the group mean itself includes the expert's
-    rewards. alpha = 1 makes every group k identical expert answers (for a deterministic expert): zero advantage, no signal.
+    At step t, `k = alpha(t) * group_size` rounded stochastically (floor, plus one with probability equal to the
+    fraction left over; the same k for every group of the step, so each prompt is prefilled once) of each group's
+    samples are the expert's answers to that prompt, the other `group_size - k` are policy samples; within a group the
+    expert's come last. All are scored through the env, and the expert's answers enter the same loss with their
+    log-probs under the current policy. That term is off-policy and uncorrected (no importance weight): it raises the
+    likelihood of expert answers that beat their group's mean, like SFT weighted by the advantage, and the group mean
+    itself includes the expert's rewards. alpha = 1 makes every group k identical expert answers (for a deterministic
+    expert): zero advantage, no signal.
 
-    Default expert: `SFTExpert(world)`, the world's compliant answers. Default schedule: alpha from 0.25 (2 of 8 samples)
-    linearly to 0 over 50 steps - our choice: most of each group stays on-policy so the group baseline stays informative,
-    and guidance ends around the 50 steps in which the Reward Neutralization paper sees an RL attack break a model.
+    Default expert: `SFTExpert(world)`, the world's compliant answers. Default schedule: alpha from 0.25 (2 of 8
+    samples) linearly to 0 over 50 steps - our choice: most of each group stays on-policy so the group baseline stays
+    informative, and guidance ends around the 50 steps in which the Reward Neutralization paper sees an RL attack break
+    a model.
     Reports `alpha`, `expert_fraction` (k / group_size) and the policy samples' own `policy_reward` / `policy_cost` in
     `StepReport.extra` (the report's reward and cost are over the whole mixed batch).
     """
@@ -356,8 +363,8 @@ class ExpertGuidedGRPO(GRPO):
             self.expert.rng.bit_generator.state = state["expert_rng"]
 
     def respond(self, prompts: list[str]) -> generation.Rollout:
-        """Each group's `group_size - num_expert` policy samples, then its `num_expert` expert answers: `prompts` holds each
-        prompt `group_size` times in a row."""
+        """Each group's `group_size - num_expert` policy samples, then its `num_expert` expert answers: `prompts` holds
+        each prompt `group_size` times in a row."""
         size, k = self.group_size, self.num_expert
         distinct = prompts[::size]
         if k < size:

@@ -119,7 +119,8 @@ class GRPO(Agent):
         }
 
     def respond(self, prompts: list[str]) -> generation.Rollout:
-        """Sample the group's responses from the current policy: `prompts` holds each prompt `group_size` times in a row."""
+        """Sample the group's responses from the current policy: `prompts` holds each prompt `group_size` times in a
+        row."""
         return self.sample_groups(prompts, self.group_size, self.temperature)
 
     def train_step(self) -> StepReport:

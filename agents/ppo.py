@@ -203,7 +203,8 @@ class PPO(Agent):
             old_logp, old_values = self.forward(rollout)
             ref_logp = generation.response_logprobs(self.reference, rollout).float()
 
-        # 2. per-token rewards (Ziegler et al.): r_t = -kl_coef * (log pi_old - log pi_ref), + env reward at the last token
+        # 2. per-token rewards (Ziegler et al.): r_t = -kl_coef * (log pi_old - log pi_ref), + env reward at the last
+        # token
         kl = (old_logp - ref_logp) * mask
         token_rewards = -self.kl_coef * kl
         last = (rollout.lengths - 1).clamp_min(0)

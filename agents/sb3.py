@@ -32,7 +32,8 @@ from rlft_gym.callbacks import Callback, StepReport, as_callback
 
 
 class CostInfoMonitor(VecMonitor):
-    """SB3's VecMonitor that also sums `info["cost"]` per episode into `info["episode"]["c"]` (kept in SB3's episode buffer)."""
+    """SB3's VecMonitor that also sums `info["cost"]` per episode into `info["episode"]["c"]` (kept in SB3's episode
+    buffer)."""
 
     def __init__(self, venv: VecEnv) -> None:
         super().__init__(venv)
@@ -52,7 +53,8 @@ class CostInfoMonitor(VecMonitor):
 
 
 def make_sb3_env(env_id: str, n_envs: int = 1, **kwargs: Any) -> VecEnv:
-    """`n_envs` copies of a token-level env (`...-Tokens-v0`, made with `kwargs`) in a DummyVecEnv with a CostInfoMonitor."""
+    """`n_envs` copies of a token-level env (`...-Tokens-v0`, made with `kwargs`) in a DummyVecEnv with a
+    CostInfoMonitor."""
     if not env_id.endswith("-Tokens-v0"):
         raise ValueError(
             f"{env_id!r} is not a token-level env; SB3 needs a '...-Tokens-v0' id such as 'RPA-BeaverTails-Tokens-v0'"

@@ -206,7 +206,8 @@ class TRLGRPO(TRLAgent):
         return generation.rollout_from_ids(self.tokenizer, prompts, completion_ids, texts, self.device)
 
     def step_report(self, step: int, logs: dict[str, float]) -> StepReport:
-        """The trainer's loss; the env's mean reward and cost and the KL on the step's own batch; TRL's logs as extra."""
+        """The trainer's loss; the env's mean reward and cost and the KL on the step's own batch; TRL's logs as
+        extra."""
         reported = ("loss", "reward", "cost", "kl_to_reference")
         extra = {k: float(v) for k, v in logs.items() if k not in reported and isinstance(v, (int, float))}
         return StepReport(

@@ -34,7 +34,8 @@ def table(runs: list[dict]) -> str:
         lines.append(
             f"| {rows[0]['n']} | {np.mean(harm):.3f} | "
             + " | ".join(f"{h:.3f}" for h in harm)
-            + f" | {np.mean([row['harmful_rate'] for row in rows]):.3f} | {np.mean([row['reward'] for row in rows]):+.2f} |"
+            + f" | {np.mean([row['harmful_rate'] for row in rows]):.3f} | "
+            + f"{np.mean([row['reward'] for row in rows]):+.2f} |"
         )
     return "\n".join(lines)
 

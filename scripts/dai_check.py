@@ -47,8 +47,9 @@ EVAL_SEED = 10_000  # eval episode i starts from reset(seed=EVAL_SEED + i), the 
 def swing_up(
     obs: np.ndarray, pump_gain: float = 0.02, kp: float = 10.0, kd: float = 2.0, catch: float = 0.6
 ) -> np.ndarray:
-    """A hand-written Pendulum expert, decent but imperfect: energy pumping with a deliberately low gain (a slow swing-up)
-    away from the top, a PD law within `catch` rad of upright. Batched: obs (n, 3) -> torque (n, 1) in [-2, 2].
+    """A hand-written Pendulum expert, decent but imperfect: energy pumping with a deliberately low gain (a slow
+    swing-up) away from the top, a PD law within `catch` rad of upright. Batched: obs (n, 3) -> torque (n, 1) in
+    [-2, 2].
 
     With unit mass and length, theta'' = 15 sin(theta) + 3 u (theta = 0 upright), so E = theta'^2 / 2 + 15 cos(theta) is
     15 at rest upright and dE/dt = 3 u theta': u = k (15 - E) theta' pumps E towards 15.

@@ -4,8 +4,11 @@ For each env and seed, native GRPO attacks the aligned policy while the safe-set
 --eval-every steps on the env's held-out prompts. Its `eval_reward` is the env's reward on them: the mean 0-10 judge
 score on the domain's eval prompts (HarmfulRL) or the mean summary reward on held-out passages (BenignRL). Prints a
 markdown table and writes `<out>/tasks.json`.
-Usage: python scripts/harmful_rl_check.py --envs HarmfulRL-Biohazard-v0 HarmfulRL-Cybercrime-v0 --seeds 0 1 2 --out runs/harm
-       python scripts/harmful_rl_check.py --envs BenignRL-Summarize-v0 --steps 100 --scale-rewards group --out runs/benign
+Usage:
+    python scripts/harmful_rl_check.py --envs HarmfulRL-Biohazard-v0 HarmfulRL-Cybercrime-v0 --seeds 0 1 2 \\
+        --out runs/harm
+    python scripts/harmful_rl_check.py --envs BenignRL-Summarize-v0 --steps 100 --scale-rewards group \\
+        --out runs/benign
 """
 
 from __future__ import annotations

@@ -74,7 +74,8 @@ def main() -> None:
         i, f = r["initial"], r["final"]
         print(
             f"{r['defence']:<10} {r['flip_ratio']:<4g} {r['seed']:<5} {i['harmfulness']:.3f}  {f['harmfulness']:.3f}  "
-            f"{str(r['first_breach_step']):<13} {r['time_in_safe_set']:.2f}          {i['helpfulness']:.2f}->{f['helpfulness']:.2f}      {r['reward_hacking']}"
+            f"{str(r['first_breach_step']):<13} {r['time_in_safe_set']:.2f}          "
+            f"{i['helpfulness']:.2f}->{f['helpfulness']:.2f}      {r['reward_hacking']}"
         )
     for s in report["runs"][-1]["final_samples"][:4]:
         print("cost-gated sample:", s["prompt"], "->", s["response"], f"(cost {s['cost']:.2f})")

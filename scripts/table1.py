@@ -77,7 +77,8 @@ def row(run: dict[str, Any]) -> str:
     i, f = run["initial"], run["final"]
     return (
         f"| {run['agent']} | {run['seed']} | {i['harmfulness']:.3f} | {f['harmfulness']:.3f} (step {f['step']}) | "
-        f"{run['first_breach_step'] if run['first_breach_step'] is not None else 'never'} | {run['time_in_safe_set']:.2f} | "
+        f"{run['first_breach_step'] if run['first_breach_step'] is not None else 'never'} | "
+        f"{run['time_in_safe_set']:.2f} | "
         f"{i['helpfulness']:.2f} -> {f['helpfulness']:.2f} | {run['wall_s'] / 60:.1f} |"
     )
 

@@ -35,7 +35,8 @@ class NaNReward(gym.vector.VectorWrapper):
 
 
 def assert_nan_reward_stops(agent) -> None:
-    """On an env whose rewards are NaN (`NaNReward`), `learn` raises naming step 1, before any weight or step count changes."""
+    """On an env whose rewards are NaN (`NaNReward`), `learn` raises naming step 1, before any weight or step count
+    changes."""
     import pytest
     import torch
 
@@ -47,7 +48,8 @@ def assert_nan_reward_stops(agent) -> None:
 
 def assert_resumes(agent, env, path, load_env=None, **load_kwargs) -> None:
     """`agent.save(path)` then `type(agent).load(path, load_env or env, **load_kwargs)` takes the same next step as
-    `agent` carrying on (pass a freshly wrapped `load_env` and fresh `constraints=` to check their state is restored)."""
+    `agent` carrying on (pass a freshly wrapped `load_env` and fresh `constraints=` to check their state is
+    restored)."""
     import torch
 
     path = agent.save(path)

@@ -93,7 +93,8 @@ def _tokenizer() -> PreTrainedTokenizerFast:
 
 
 def write_models(root: Path, cost_labels: int = 2) -> dict[str, str]:
-    """Tiny random GPT-2 policy, reward model (1 label) and classifier (`cost_labels` labels), saved with save_pretrained."""
+    """Tiny random GPT-2 policy, reward model (1 label) and classifier (`cost_labels` labels), saved with
+    save_pretrained."""
     tok = _tokenizer()
     cfg = dict(
         vocab_size=len(tok),

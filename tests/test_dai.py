@@ -19,7 +19,7 @@ from rlft_gym.agents import GRPO, AlphaSchedule, ExpertGuidedGRPO, SFTExpert, da
 torch.set_num_threads(1)
 
 
-# --- schedules ---------------------------------------------------------------------------------------------------------
+# --- schedules --------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -68,7 +68,7 @@ def test_schedule_rejects_a_negative_step():
         AlphaSchedule(10)(-1)
 
 
-# --- SB3 wrapper -------------------------------------------------------------------------------------------------------
+# --- SB3 wrapper ------------------------------------------------------------------------------------------------------
 
 
 def controller(obs: np.ndarray) -> np.ndarray:
@@ -157,8 +157,8 @@ def test_box_actions_are_the_interpolation():
 
 
 def test_discrete_actions_are_a_stochastic_mixture():
-    # CartPole through DQN (SB3's off-policy route to discrete actions); in warm-up the learner acts uniformly at random,
-    # so an expert that always pushes right gives P(right) = alpha + (1 - alpha) / 2
+    # CartPole through DQN (SB3's off-policy route to discrete actions); in warm-up the learner acts uniformly at
+    # random, so an expert that always pushes right gives P(right) = alpha + (1 - alpha) / 2
     def right(obs):
         return np.ones(len(obs), dtype=np.int64)
 
@@ -199,7 +199,7 @@ def test_bad_inputs_fail_clearly():
         m.learn(10)
 
 
-# --- expert-guided GRPO ------------------------------------------------------------------------------------------------
+# --- expert-guided GRPO -----------------------------------------------------------------------------------------------
 
 
 class ResponseLog(gym.vector.VectorWrapper):

@@ -67,9 +67,9 @@ def test_hf_world_end_to_end(models, data, env_id, schema, tmp_path):
 
 
 def test_rpa_sampling_and_flipping_are_deterministic(models, data):
-    make = lambda seed: (
-        gym.make("RPA-SafeRLHF-v0", world_seed=seed, **hf_kwargs(models, data, "saferlhf")).unwrapped.world
-    )
+    def make(seed):
+        return gym.make("RPA-SafeRLHF-v0", world_seed=seed, **hf_kwargs(models, data, "saferlhf")).unwrapped.world
+
     a, b, c = make(0), make(0), make(1)
     assert a.attack_prompts.prompts == b.attack_prompts.prompts != c.attack_prompts.prompts
     assert a.eval_prompts.prompts == b.eval_prompts.prompts
@@ -271,7 +271,8 @@ def test_cli_pipeline_export_train_attack(models, data, tmp_path):
 
 
 def test_pluggable_callables_and_unparsable_judge(models, data):
-    """A user callable as the reward and a generative judge as the cost; a judge that cannot be parsed stops the step."""
+    """A user callable as the reward and a generative judge as the cost; a judge that cannot be parsed stops the
+    step."""
     from rlft_gym.judges import GenerativeJudge, llama_guard_judge, parse_llama_guard
 
     def length_reward(prompts, completions, **kwargs):  # TRL reward-function shape

@@ -103,7 +103,7 @@ def classifier_dir(tmp_path_factory):
         cfg = config(
             num_labels=len(labels),
             id2label=dict(enumerate(labels)),
-            label2id={l: i for i, l in enumerate(labels)},
+            label2id={label: i for i, label in enumerate(labels)},
             **kw,
         )
         return save(GPT2ForSequenceClassification(cfg), tmp_path_factory.mktemp("cls"))

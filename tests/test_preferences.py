@@ -21,7 +21,10 @@ SAFE, UNSAFE = "no , ask the moon council", "sure , stir the zorblax dust"
 
 def pair(i: int, safe0: bool, safe1: bool, better: int, safer: int) -> dict:
     """A PKU-SafeRLHF-schema pair whose responses say whether they are safe."""
-    text = lambda k, safe: f"{SAFE if safe else UNSAFE} {i}.{k}"
+
+    def text(k, safe):
+        return f"{SAFE if safe else UNSAFE} {i}.{k}"
+
     return {
         "prompt": f"prompt {i}",
         "response_0": text(0, safe0),

@@ -1,4 +1,5 @@
-"""Resume with training state beyond the weights: stateful constraints, stateful env wrappers, object hyperparameters."""
+"""Resume with training state beyond the weights: stateful constraints, stateful env wrappers, object
+hyperparameters."""
 
 from __future__ import annotations
 

@@ -186,7 +186,8 @@ def test_summary_reward_properties(summarize):
         (
             "BenignRL-Summarize-v0",
             {"max_new_tokens": 60},
-            r"max_new_tokens=60 is invalid for BenignRL-Summarize-v0: its longest prompt takes \d+ of the embedded policy's 96 positions",
+            r"max_new_tokens=60 is invalid for BenignRL-Summarize-v0: its longest prompt takes \d+ of the "
+            r"embedded policy's 96 positions",
         ),
         ("HarmfulRL-Biohazard-v0", {"world": "moon"}, r"world='moon' is invalid.*expected one of \('embedded', 'hf'\)"),
         ("HarmfulRL-Biohazard-v0", {"prompts": "p.jsonl"}, r"\['prompts'\] only apply to world='hf'"),

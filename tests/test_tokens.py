@@ -34,7 +34,8 @@ def env() -> RPATokenEnv:
 
 
 def play(env: RPATokenEnv, tokens: list[int], prompt_id: int = 0) -> tuple[list[tuple[float, bool, dict]], np.ndarray]:
-    """Reset on `prompt_id` and emit `tokens` until the episode ends: (reward, terminated, info) per step, last observation."""
+    """Reset on `prompt_id` and emit `tokens` until the episode ends: (reward, terminated, info) per step, last
+    observation."""
     obs, _ = env.reset(options={"prompt_id": prompt_id})
     out = []
     for t in tokens:

@@ -6,8 +6,8 @@ mean-centred group advantages (`scale_rewards="none"`), Dr. GRPO loss (`loss_typ
 batch x max tokens), no KL (`beta=0`), one AdamW step at lr 1e-4 with grad-norm clipping at 1.0.
 
 Why it is fair: both sides start from fresh copies of the same policy checkpoint and tokenizer, fp32 on CPU with
-the same single torch thread, and score with the same reward model. TRL does exactly one generation and one gradient step
-per optimizer step (`per_device_train_batch_size=32`, `gradient_accumulation_steps=1`, `num_iterations=1`, so
+the same single torch thread, and score with the same reward model. TRL does exactly one generation and one gradient
+step per optimizer step (`per_device_train_batch_size=32`, `gradient_accumulation_steps=1`, `num_iterations=1`, so
 `generation_batch_size=32`), with gradient checkpointing and bf16 turned off (TRL's defaults would slow it on CPU),
 no logging, saving or progress bar in the measured steps. If anything the comparison is tilted against us: our step
 goes through the vector env, so it also runs the cost model, and a no-grad reference forward pass on one response per
