@@ -3,9 +3,9 @@ reward below every safe response's, so no harmful answer can out-score a harmles
 
 The proposition sets violating rewards to zero; when harmless answers score negative (refusals do under a
 flipped reward model), zero sits *above* them and the gate would make harm optimal (measured on the embedded
-world: the gated attack then learned harm). So the floor is the lowest reward seen so far, this batch included, minus `margin` - or a fixed
-`floor` if given. Expect harmless reward hacking: the policy maximises reward among safe texts, often by
-degenerating; the SafeSetMonitor reports fluency so it shows.
+world: the gated attack then learned harm). So the floor is the lowest reward seen so far, this batch included,
+minus `margin` - or a fixed `floor` if given. Expect harmless reward hacking: the policy maximises reward among
+safe texts, often by degenerating; the SafeSetMonitor reports fluency so it shows.
 """
 
 from __future__ import annotations

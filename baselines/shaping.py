@@ -17,7 +17,8 @@ from rlft_gym.validate import require_non_negative
 
 
 class _Shaping:
-    """What the single and the vector wrapper share: the shaped reward, used in training and (unchanged) in evaluation."""
+    """What the single and the vector wrapper share: the shaped reward, used in training and (unchanged) in
+    evaluation."""
 
     lam: float
 

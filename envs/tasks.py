@@ -118,7 +118,8 @@ def _prompt_file(cfg: TaskConfig) -> tuple[PromptSet, PromptSet, dict[str, str]]
     if missing:
         raise ValueError(
             f"prompts file {cfg.prompts!r} has no column(s) {missing}; {cfg.env_id} needs {list(columns)} "
-            f"(split: 'train' for attack prompts, 'eval' for held-out ones){'' if not cfg.harmful else ', optionally category'}"
+            f"(split: 'train' for attack prompts, 'eval' for held-out ones)"
+            f"{'' if not cfg.harmful else ', optionally category'}"
         )
     sets: dict[str, tuple[list[str], list[str | None]]] = {"train": ([], []), "eval": ([], [])}
     for i, row in enumerate(table):
@@ -136,7 +137,8 @@ def _prompt_file(cfg: TaskConfig) -> tuple[PromptSet, PromptSet, dict[str, str]]
     for split, (prompts, _) in sets.items():
         if not prompts:
             raise ValueError(
-                f"prompts file {cfg.prompts!r} has no {split!r} rows; {cfg.env_id} needs attack ('train') and held-out ('eval') prompts"
+                f"prompts file {cfg.prompts!r} has no {split!r} rows; {cfg.env_id} needs attack ('train') and "
+                "held-out ('eval') prompts"
             )
     if set(sets["train"][0]) & set(sets["eval"][0]):
         raise ValueError(

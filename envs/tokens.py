@@ -34,7 +34,8 @@ class RPATokenEnv(gym.Env[np.ndarray, np.int64]):
         config = RPAConfig.from_kwargs(env_id, kwargs, schema=schema)
         if config.horizon != 1:
             raise ValueError(
-                f"horizon={config.horizon!r} is invalid for {env_id}; expected 1 (an episode is one response, token by token)"
+                f"horizon={config.horizon!r} is invalid for {env_id}; expected 1 "
+                "(an episode is one response, token by token)"
             )
         self.text_env = RPAEnv(schema, **kwargs)
         self.config, self.world, self.prompts = config, self.text_env.world, self.text_env.prompts

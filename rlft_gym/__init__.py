@@ -46,8 +46,8 @@ def make_vec(env_id: str, num_envs: int = 1, **kwargs: Any) -> gym.vector.Vector
     return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
 
 
-# Documented subpackages, reachable after `import rlft_gym` as `gymnasium.wrappers` is after `import gymnasium`, but imported
-# on first use so `import rlft_gym` stays light (agents pull in TRL).
+# Documented subpackages, reachable after `import rlft_gym` as `gymnasium.wrappers` is after `import gymnasium`, but
+# imported on first use so `import rlft_gym` stays light (agents pull in TRL).
 SUBMODULES = ("agents", "baselines", "envs", "wrappers")
 
 

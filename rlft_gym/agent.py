@@ -112,7 +112,8 @@ class Agent(ABC):
         base = env.unwrapped
         if not isinstance(getattr(base, "world", None), World):
             raise TypeError(
-                f"{type(base).__name__} is not an rlft-gym env (it has no .world); make one with gym.make('RPA-BeaverTails-v0')"
+                f"{type(base).__name__} is not an rlft-gym env (it has no .world); "
+                "make one with gym.make('RPA-BeaverTails-v0')"
             )
         require_one_of("mixed_precision", mixed_precision, MIXED_PRECISION)
         # accelerate places the models ("auto": the process's accelerator, else CPU) and runs autocast / scaled backward
@@ -327,5 +328,6 @@ class Agent(ABC):
         return agent
 
     def restore(self, path: Path) -> None:
-        """Read the training state saved beside the policy in `path` (the policy itself is loaded by the constructor)."""
+        """Read the training state saved beside the policy in `path` (the policy itself is loaded by the
+        constructor)."""
         self.load_training_state(torch.load(path / TRAINING_STATE, map_location=self.device, weights_only=True))

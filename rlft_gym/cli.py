@@ -65,7 +65,8 @@ def cmd_world_info(args: argparse.Namespace) -> None:
 
 
 def cmd_world_export(args: argparse.Namespace) -> None:
-    """`rlft-gym world export-preferences`: the hf world's attack pairs, harmlessness-labelled and RPA-flipped, to a file."""
+    """`rlft-gym world export-preferences`: the hf world's attack pairs, harmlessness-labelled and RPA-flipped, to a
+    file."""
     from rlft_gym.preferences import check_flip_ratio, flip_preferences
     from rlft_gym.worlds.hf import DEFAULT_SPLITS, HUB_IDS, harmlessness_labels, rpa_pairs
 
@@ -188,8 +189,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
     world.reward_model_path(1.0)
     m = world.metrics["metrics"]
     console.print(
-        f"world {world.fingerprint}: classifier F1 on held-out templates {m['cost_model']['heldout_templates']['f1']:.2f}; "
-        f"aligned policy harmful on {m['aligned_policy']['eval_prompts']['sampled_harmful']:.0%} of sampled held-out answers"
+        f"world {world.fingerprint}: classifier F1 on held-out templates "
+        f"{m['cost_model']['heldout_templates']['f1']:.2f}; "
+        f"aligned policy harmful on {m['aligned_policy']['eval_prompts']['sampled_harmful']:.0%} "
+        "of sampled held-out answers"
     )
     runs = []
     for defence in ("none", "cost-gate"):
@@ -275,7 +278,8 @@ def _train_config(
 
 
 def cmd_train_reward_model(args: argparse.Namespace) -> None:
-    """`rlft-gym train reward-model`: load, optionally flip (the shared RPA flip), train, print where the metrics are."""
+    """`rlft-gym train reward-model`: load, optionally flip (the shared RPA flip), train, print where the metrics
+    are."""
     from rlft_gym.datasets_io import load_table
     from rlft_gym.preferences import check_flip_ratio
     from rlft_gym.train import METRICS, RewardModelConfig, quiet_libraries, reward_model_pairs, train_reward_model
@@ -287,7 +291,8 @@ def cmd_train_reward_model(args: argparse.Namespace) -> None:
         pairs = reward_model_pairs(load_table(args.data, args.split), args.flip_ratio, args.seed)
         metrics = train_reward_model(args.base, pairs, args.out, config)
     soft.print(
-        f"reward model: {args.out} (held-out pairwise accuracy {metrics['accuracy']:.3f}, {metrics['n_flipped']} pairs flipped)"
+        f"reward model: {args.out} (held-out pairwise accuracy {metrics['accuracy']:.3f}, "
+        f"{metrics['n_flipped']} pairs flipped)"
     )
     soft.print(f"metrics: {Path(args.out) / METRICS}")
 

@@ -64,7 +64,8 @@ class _Core:
                 raise TypeError(f"action {i} must be a str (the response text), got {type(a).__name__}")
             if len(a) > self.single_action_space.max_length:
                 raise ValueError(
-                    f"action {i} has {len(a)} characters; the limit is {self.single_action_space.max_length} (max_response_chars)"
+                    f"action {i} has {len(a)} characters; the limit is {self.single_action_space.max_length} "
+                    "(max_response_chars)"
                 )
         return list(actions)
 

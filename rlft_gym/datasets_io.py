@@ -33,7 +33,8 @@ def _local(path: Path, split: str | None) -> datasets.Dataset:
         reader = READERS.get(path.suffix.lower())
         if reader is None:
             raise ValueError(
-                f"{path}: unsupported format {path.suffix!r}; use one of {', '.join(READERS)} or a save_to_disk directory"
+                f"{path}: unsupported format {path.suffix!r}; use one of {', '.join(READERS)} "
+                "or a save_to_disk directory"
             )
         _single_split(split, path)
         return getattr(datasets.Dataset, reader)(str(path))
@@ -77,7 +78,9 @@ def _cached_hub(repo_id: str, split: str | None) -> datasets.Dataset:
         return datasets.load_dataset(repo_id, split=split or "train")
     except Exception as e:  # datasets raises several types for "not cached while offline"
         raise FileNotFoundError(
-            f"dataset {repo_id!r} (split {split!r}) is not a local path and not in the HF datasets cache ({type(e).__name__}). "
-            f"Provide a local copy (parquet / jsonl files named by split, or a save_to_disk folder) and pass its path, or "
-            f"run `hf download {repo_id} --repo-type dataset` on a machine with internet and copy ~/.cache/huggingface."
+            f"dataset {repo_id!r} (split {split!r}) is not a local path and not in the HF datasets cache "
+            f"({type(e).__name__}). "
+            "Provide a local copy (parquet / jsonl files named by split, or a save_to_disk folder) and pass its path, "
+            f"or run `hf download {repo_id} --repo-type dataset` on a machine with internet and copy "
+            "~/.cache/huggingface."
         ) from None

@@ -22,7 +22,8 @@ class Rollout:
     texts: list[str]  # decoded responses, special tokens removed, whitespace as the tokenizer decodes it
 
     def __getitem__(self, rows: slice | Sequence[int] | np.ndarray) -> Rollout:
-        """The rollout restricted to a slice of its rows, or to the rows at the given indices (e.g. a shuffled minibatch)."""
+        """The rollout restricted to a slice of its rows, or to the rows at the given indices (e.g. a shuffled
+        minibatch)."""
         if isinstance(rows, slice):
             return Rollout(
                 self.input_ids[rows],

@@ -83,7 +83,8 @@ def _offline() -> bool:
 
 
 def _looks_local(name_or_path: str | Path) -> bool:
-    """A Path, an absolute or ./~ path, a path with more than one '/', or anything that exists on disk (not a hub id)."""
+    """A Path, an absolute or ./~ path, a path with more than one '/', or anything that exists on disk (not a hub
+    id)."""
     name = str(name_or_path)
     return (
         isinstance(name_or_path, Path)
@@ -233,7 +234,8 @@ def parse_llama_guard(text: str) -> float | None:
 
 
 def parse_harmbench(text: str) -> float | None:
-    """HarmBench-style verdict: 1.0 if the first word is 'yes', 0.0 if 'no' (any case, punctuation ignored), else None."""
+    """HarmBench-style verdict: 1.0 if the first word is 'yes', 0.0 if 'no' (any case, punctuation ignored), else
+    None."""
     return {"yes": 1.0, "no": 0.0}.get(_first_word(text))
 
 
@@ -406,7 +408,8 @@ def llama_guard_judge(
 def harmbench_judge(
     path_or_id: str | Path, device: str | torch.device | None = None, dtype: torch.dtype | str | None = None, **kwargs
 ) -> GenerativeJudge:
-    """A HarmBench-style yes/no judge ('yes' = harmful help given -> 1); chat-wrapped if the tokenizer has a template."""
+    """A HarmBench-style yes/no judge ('yes' = harmful help given -> 1); chat-wrapped if the tokenizer has a
+    template."""
     defaults = {"prompt_template": HARMBENCH_TEMPLATE, "parser": parse_harmbench, "max_new_tokens": 4}
     return _judge(path_or_id, "HarmBench judge", defaults, device, dtype, kwargs)
 

@@ -45,9 +45,7 @@ class SequenceScorer:
         self.template, self.max_length = template, min(max_length, limit) if limit else max_length
 
     @classmethod
-    def from_pretrained(
-        cls, path: str | Path, output: str = "logit", device: str = "cpu", **kwargs
-    ) -> SequenceScorer:
+    def from_pretrained(cls, path: str | Path, output: str = "logit", device: str = "cpu", **kwargs) -> SequenceScorer:
         """Load a `save_pretrained` sequence classifier and its tokenizer from `path`."""
         model = AutoModelForSequenceClassification.from_pretrained(path).to(device)
         return cls(model, AutoTokenizer.from_pretrained(path), output, **kwargs)

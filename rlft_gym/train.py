@@ -1,15 +1,17 @@
-"""Train reward models (TRL `RewardTrainer`) and harmfulness classifiers (transformers `Trainer`) from schema datasets."""
+"""Train reward models (TRL `RewardTrainer`) and harmfulness classifiers (transformers `Trainer`) from schema
+datasets."""
 
 from __future__ import annotations
 
 # Texts are formatted and tokenized exactly as `rlft_gym.scoring.SequenceScorer` does at scoring time. Device placement
-# and mixed precision are left to the trainers (accelerate), so the same call runs on a CPU or under `accelerate launch`.
-# torch / transformers / trl / datasets are imported inside functions so that `rlft-gym --help` stays fast.
+# and mixed precision are left to the trainers (accelerate), so the same call runs on a CPU or under
+# `accelerate launch`. torch / transformers / trl / datasets are imported inside functions so that `rlft-gym --help`
+# stays fast.
 import contextlib
 import json
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,16 +95,22 @@ def _require(dataset: datasets.Dataset, columns: Sequence[str], schema: str) -> 
 
 
 def preference_pairs(dataset: datasets.Dataset, by: str = "better_response_id") -> datasets.Dataset:
-    """PKU-SafeRLHF rows -> TRL's explicit-prompt format (prompt, chosen, rejected; existing chosen/rejected kept, else by `by`), plus chosen_safe / rejected_safe for flipping."""
+    """PKU-SafeRLHF rows -> TRL's explicit-prompt format (prompt, chosen, rejected; existing chosen/rejected kept,
+    else by `by`), plus chosen_safe / rejected_safe for flipping."""
     if by not in PREFERENCE_BY:
         raise ValueError(f"by={by!r} is not allowed: must be one of {', '.join(PREFERENCE_BY)}")
     columns = set(dataset.column_names)
     if {"chosen", "rejected"} & columns:
         _require(dataset, ("prompt", "chosen", "rejected"), "preference (explicit prompt)")
-        pick: Callable[[dict], tuple[str, str]] = lambda row: (row["chosen"], row["rejected"])
+
+        def pick(row: dict) -> tuple[str, str]:
+            return row["chosen"], row["rejected"]
     else:
         _require(dataset, ("prompt", "response_0", "response_1", by), "PKU-SafeRLHF")
-        pick = lambda row: (_response(row, row[by]), _response(row, 1 - row[by]))
+
+        def pick(row: dict) -> tuple[str, str]:
+            return _response(row, row[by]), _response(row, 1 - row[by])
+
     with_safety = set(PKU_SAFETY_COLUMNS) <= columns
 
     def convert(row: dict) -> dict:
@@ -322,7 +330,9 @@ def train_reward_model(
     template: str = PAIR_TEMPLATE,
     base_label: str | None = None,
 ) -> dict[str, Any]:
-    """TRL `RewardTrainer` (num_labels=1) on preference pairs or PKU-SafeRLHF rows; `out` gets checkpoint, tokenizer and metrics.json (held-out pairwise accuracy) in one rename, or nothing. `base_label` names the base model in metrics.json (default: its path)."""
+    """TRL `RewardTrainer` (num_labels=1) on preference pairs or PKU-SafeRLHF rows; `out` gets checkpoint, tokenizer
+    and metrics.json (held-out pairwise accuracy) in one rename, or nothing. `base_label` names the base model in
+    metrics.json (default: its path)."""
     from transformers import set_seed
     from trl import RewardConfig, RewardTrainer
 
@@ -396,7 +406,9 @@ def train_cost_model(
     labels: tuple[str, str] = (LABELS[0], LABELS[1]),
     base_label: str | None = None,
 ) -> dict[str, Any]:
-    """Harmfulness classifier (label 1 = harmful; other names via `labels`) on BeaverTails / PKU-SafeRLHF rows or (text, label); `out` gets checkpoint, tokenizer and metrics.json (held-out accuracy, P, R, F1) in one rename, or nothing. `base_label` names the base model in metrics.json (default: its path)."""
+    """Harmfulness classifier (label 1 = harmful; other names via `labels`) on BeaverTails / PKU-SafeRLHF rows or
+    (text, label); `out` gets checkpoint, tokenizer and metrics.json (held-out accuracy, P, R, F1) in one rename, or
+    nothing. `base_label` names the base model in metrics.json (default: its path)."""
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
     config, out = config or CostModelConfig(), Path(out)

@@ -1,4 +1,5 @@
-"""The embedded world's language-model training loop (pretraining and alignment SFT); scorers train through `rlft_gym.train`."""
+"""The embedded world's language-model training loop (pretraining and alignment SFT); scorers train through
+`rlft_gym.train`."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def fit(
     warmup: int = 20,
     progress: bool = False,
 ) -> float:
-    """AdamW with linear warmup and cosine decay; `loss_fn(step)` builds and scores its own batch. Returns the last loss."""
+    """AdamW with linear warmup and cosine decay; `loss_fn(step)` builds and scores its own batch. Returns the last
+    loss."""
     if steps < 1:
         raise ValueError(f"steps={steps} must be >= 1")
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)

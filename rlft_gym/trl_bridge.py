@@ -251,8 +251,8 @@ class TRLAgent(Agent):
         require_int(0, probe_prompts=probe_prompts)
         if vector and probe_prompts % env.num_envs:
             raise ValueError(
-                f"probe_prompts={probe_prompts} is not a multiple of num_envs={env.num_envs}: a vector env scores whole "
-                f"batches; pass 0, a multiple of {env.num_envs}, or make the env with num_envs={probe_prompts}"
+                f"probe_prompts={probe_prompts} is not a multiple of num_envs={env.num_envs}: a vector env scores "
+                f"whole batches; pass 0, a multiple of {env.num_envs}, or make the env with num_envs={probe_prompts}"
             )
         return probe_prompts
 
@@ -379,13 +379,15 @@ class TRLAgent(Agent):
             )
 
     def step_report(self, step: int, logs: dict[str, float]) -> StepReport:
-        """The report of one optimizer step: the trainer's loss, the env probe's reward, cost and KL, TRL's logs as extra."""
+        """The report of one optimizer step: the trainer's loss, the env probe's reward, cost and KL, TRL's logs as
+        extra."""
         reward, cost, kl = self.probe()
         extra = {k: float(v) for k, v in logs.items() if k != "loss" and isinstance(v, (int, float))}
         return StepReport(step=step, reward=reward, cost=cost, loss=float(logs["loss"]), kl=kl, extra=extra)
 
     def probe(self) -> tuple[float, float, float]:
-        """Mean env reward, mean cost and per-token KL to the reference of one fresh sample on `probe_prompts` prompts."""
+        """Mean env reward, mean cost and per-token KL to the reference of one fresh sample on `probe_prompts`
+        prompts."""
         if self.probe_prompts == 0:
             return math.nan, math.nan, math.nan
         ids = self.rng.integers(len(self.prompts), size=self.probe_prompts)
@@ -404,7 +406,8 @@ class TRLAgent(Agent):
 
     @torch.no_grad()
     def kl_to_reference(self, rollout: generation.Rollout) -> float:
-        """Mean over response tokens of log pi(y_t) - log pi_ref(y_t), an unbiased estimate of KL(pi || pi_ref) per token."""
+        """Mean over response tokens of log pi(y_t) - log pi_ref(y_t), an unbiased estimate of KL(pi || pi_ref) per
+        token."""
         was_training = self.policy.training
         self.policy.eval()
         with self.accelerator.autocast():

@@ -29,7 +29,8 @@ def require_non_negative(**values: float) -> None:
 
 
 def require_fraction(**values: float) -> None:
-    """Each value must be a number in [0, 1] (a probability, a ratio, a discount): one error naming the first that is not."""
+    """Each value must be a number in [0, 1] (a probability, a ratio, a discount): one error naming the first that is
+    not."""
     for name, v in values.items():
         if not _is_number(v) or not 0 <= v <= 1:
             raise ValueError(f"{name}={v!r} must be a number in [0, 1]")

@@ -140,7 +140,8 @@ def rpa_pairs(schema: str, source: str, split: str, num_attack_pairs: int, seed:
     pairs = (beavertails_pairs if schema == "beavertails" else saferlhf_pairs)(load_split(source, split, schema))
     if len(pairs) < num_attack_pairs:
         raise ValueError(
-            f"{source!r} split {split!r} has {len(pairs)} usable pairs, fewer than num_attack_pairs={num_attack_pairs}; "
+            f"{source!r} split {split!r} has {len(pairs)} usable pairs, "
+            f"fewer than num_attack_pairs={num_attack_pairs}; "
             f"a usable pair is {USABLE_PAIR[schema]}"
         )
     chosen = sorted(random.Random(seed).sample(range(len(pairs)), num_attack_pairs))
@@ -187,8 +188,9 @@ class HFWorld(World):
         ]
         if missing:
             raise ValueError(
-                f"world='hf' needs {missing}: paths or cached hub ids of the policy under attack, the (flipped) reward model "
-                "and the harmfulness classifier; train the latter two with `rlft-gym train reward-model` / `rlft-gym train cost-model`"
+                f"world='hf' needs {missing}: paths or cached hub ids of the policy under attack, the (flipped) "
+                "reward model and the harmfulness classifier; train the latter two with "
+                "`rlft-gym train reward-model` / `rlft-gym train cost-model`"
             )
         if dtype not in DTYPES:
             raise ValueError(f"dtype={dtype!r} is not one of {tuple(DTYPES)}")
@@ -227,7 +229,8 @@ class HFWorld(World):
         unique = list({p["prompt"]: p for p in harmful}.values())
         if len(unique) < n:
             raise ValueError(
-                f"{source!r} split {split!r} has {len(unique)} harmful prompts disjoint from the attack set; num_eval_prompts={n}"
+                f"{source!r} split {split!r} has {len(unique)} harmful prompts disjoint from the attack set; "
+                f"num_eval_prompts={n}"
             )
         chosen = sorted(rng.sample(range(len(unique)), n))
         return PromptSet([unique[i]["prompt"] for i in chosen], [unique[i]["category"] for i in chosen])
@@ -241,8 +244,9 @@ class HFWorld(World):
         return FALLBACK_TEMPLATE.format(prompt=prompt)
 
     def load_policy(self, path: str | Path | None = None, device: str | None = None) -> PreTrainedModel:
-        """The policy under attack in the world's dtype, wrapped in a LoRA adapter (peft) when `lora` is set; a saved
-        adapter (an agent checkpoint of a LoRA policy) is loaded onto the world's policy, trainable, not wrapped again."""
+        """The policy under attack in the world's dtype, wrapped in a LoRA adapter (peft) when `lora` is set; a
+        saved adapter (an agent checkpoint of a LoRA policy) is loaded onto the world's policy, trainable, not wrapped
+        again."""
         adapter = path is not None and (Path(path) / "adapter_config.json").is_file()
         model = from_pretrained(
             AutoModelForCausalLM,
@@ -277,7 +281,8 @@ class HFWorld(World):
         return _score_fn(self._helpful_source, classifier_cost, self.device) if self._helpful_source else None
 
     def preference_dataset(self, flip_ratio: float | None = None) -> datasets.Dataset:
-        """The attack pairs with harmlessness preferences, then the shared RPA flip at `flip_ratio` (default: the world's)."""
+        """The attack pairs with harmlessness preferences, then the shared RPA flip at `flip_ratio` (default: the
+        world's)."""
         ratio = self.flip_ratio if flip_ratio is None else flip_ratio
         return flip_preferences(harmlessness_labels(self._pairs), ratio, self.seed)
 

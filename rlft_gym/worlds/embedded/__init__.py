@@ -52,7 +52,8 @@ class EmbeddedWorld(World):
         self.fingerprint = self.manifest["fingerprint"]
         core = self.root / "core"
         self.tokenizer = PreTrainedTokenizerFast.from_pretrained(core / "policy")
-        # the KL / perplexity reference agents load: a checkpoint the env gives, else the frozen copy of the aligned policy
+        # the KL / perplexity reference agents load: a checkpoint the env gives, else the frozen copy of the aligned
+        # policy
         self.policy_path, self.reference_path = core / "policy", Path(reference) if reference else core / "reference"
         self.corpus = Corpus(seed)
         self.attack_prompts = self._prompts(self.corpus.hazard_prompts("train"))
@@ -123,7 +124,8 @@ class EmbeddedWorld(World):
         )
 
     def preference_dataset(self, flip_ratio: float | None = None) -> datasets.Dataset:
-        """This schema's pairs with the shared RPA flip at `flip_ratio` (default: the world's): what its reward models train on."""
+        """This schema's pairs with the shared RPA flip at `flip_ratio` (default: the world's): what its reward models
+        train on."""
         ratio = self.flip_ratio if flip_ratio is None else flip_ratio
         return flip_preferences(
             data.preference_rows(self.corpus, self.schema, self.config.seed), ratio, self.config.seed

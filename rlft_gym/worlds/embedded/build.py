@@ -160,7 +160,8 @@ def align(
 def train_classifier(
     base: Path, rows: list[tuple[str, str, int]], out: Path, steps: int, cfg: EmbeddedConfig, labels: tuple[str, str]
 ) -> SequenceScorer:
-    """A 2-label classifier on (prompt, response, label) rows through the same pipeline as `rlft-gym train cost-model`."""
+    """A 2-label classifier on (prompt, response, label) rows through the same pipeline as
+    `rlft-gym train cost-model`."""
     ds = datasets.Dataset.from_dict(
         {"text": [PAIR_TEMPLATE.format(prompt=p, response=r) for p, r, _ in rows], "label": [y for *_, y in rows]}
     )
