@@ -10,10 +10,11 @@ over the response tokens of a batch of `batch_size` (harmful prompt x, refusal y
 resumed run draws the batches an uninterrupted one would). The loss reads only the weights, so it serves native and
 TRL-backed agents alike (`batch=None`).
 
-Defaults: alpha=1.0, i.e. a refusal example counts as much as an attack example, as in Qi et al.'s mixing; the RPA
-paper's own alpha was not re-checked here, so pass `alpha=` to match it. Under AdamW and gradient-norm clipping the
-scale matters little once the term dominates: on the tiny embedded world, 4 harm-rewarding GRPO steps move the
-refusals' CE from 2.734 to 2.770 unconstrained, to 2.735 / 2.725 / 2.729 with alpha 1 / 10 / 100. Batch 8.
+Defaults: alpha=50, the largest value of the RPA paper's sweep (its Table 9: alpha 1 to 50, harmfulness falling from
+0.70 to 0.15 at 1k attack samples and to 0.16 at alpha 50 with 10k; the paper found alpha "had to be very high", unlike
+Qi et al.'s mixing at weight 1). Under AdamW and gradient-norm clipping the scale matters less once the term dominates:
+on the tiny embedded world, 4 harm-rewarding GRPO steps move the refusals' CE from 2.734 to 2.770 unconstrained, to
+2.735 / 2.725 / 2.729 with alpha 1 / 10 / 100. Batch 8.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def safe_pairs(world: World, data: datasets.Dataset, what: str) -> list[tuple[st
 class RefusalLoss(Constraint):
     """`alpha` times the mean response-token cross-entropy on a fresh batch of refusals, added to the agent's loss."""
 
-    def __init__(self, alpha: float = 1.0, batch_size: int = 8, seed: int = 0) -> None:
+    def __init__(self, alpha: float = 50.0, batch_size: int = 8, seed: int = 0) -> None:
         require_non_negative(alpha=alpha)
         require_int(1, batch_size=batch_size)
         require_int(0, seed=seed)
