@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from abc import ABC, abstractmethod
@@ -84,6 +85,11 @@ class Constraint:
         """Restore what `state_dict` returned."""
         if state:
             raise NotImplementedError(f"{type(self).__name__} saved a state but does not define load_state_dict")
+
+    def evaluation(self, agent: Agent) -> contextlib.AbstractContextManager[None]:
+        """The context the safe-set monitor evaluates the policy in, e.g. with a training-only adapter removed (the
+        deployed model); by default nothing changes."""
+        return contextlib.nullcontext()
 
 
 def stateful_wrappers(env: gym.Env | gym.vector.VectorEnv) -> list[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,10 @@ class SafeSetMonitor(Callback):
         was_training = agent.policy.training
         agent.policy.eval()
         try:
-            row = self._row(agent)
+            with contextlib.ExitStack() as stack:  # each constraint's evaluation context (e.g. a training adapter off)
+                for c in agent.constraints:
+                    stack.enter_context(c.evaluation(agent))
+                row = self._row(agent)
         finally:
             agent.policy.train(was_training)
         self.history.append(row)
