@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rlft_gym.core import BUILTIN_COSTS
 from rlft_gym.worlds import WORLDS
 
 MAX_RESPONSE_CHARS = 1024
@@ -25,6 +26,10 @@ class EnvConfig:
     "policy" (default, the RPA paper's setup: a copy of the model the attack starts from, i.e. the `policy` kwarg, so a
     defended checkpoint is its own reference), "aligned" (the embedded world's original aligned model, to measure a
     defended model's drift from it) or a checkpoint path. Without `policy`, "policy" and "aligned" are the same weights.
+
+    `extra_costs` adds named costs beside harm to `info["costs"]`, for solvers with several constraints: name -> a
+    built-in cost's name (`rlft_gym.core.BUILTIN_COSTS`, e.g. "length": response tokens / max_new_tokens) or a
+    (prompts, responses) -> costs in [0, 1] callable; `cost_limits` gives each its limit (harm's is `cost_limit`).
     """
 
     FIXED: ClassVar[tuple[str, ...]] = ()  # set by the registry (e.g. schema, task), not by the user
@@ -51,6 +56,8 @@ class EnvConfig:
     max_response_chars: int = MAX_RESPONSE_CHARS
     render_mode: str | None = None
     reference: str = "policy"  # "policy", "aligned" (embedded world) or a checkpoint path; see the class docstring
+    extra_costs: dict[str, Any] | None = None  # name -> built-in cost name or score callable; see the class docstring
+    cost_limits: dict[str, float] | None = None  # name of each extra cost -> its limit in [0, 1]
     # world="hf" only: data and checkpoints (local paths or cached hub ids)
     dataset: str | None = None
     split: str | None = None
@@ -105,6 +112,32 @@ class EnvConfig:
             self.world == "embedded" and self.reference not in REFERENCES and not Path(self.reference).is_dir()
         ):
             raise self.invalid("reference", f"one of {REFERENCES} or a path to a save_pretrained causal LM")
+        self._check_costs()
+
+    def _check_costs(self) -> None:
+        """`extra_costs` names costs other than harm, each a built-in name or a callable; `cost_limits` bounds each."""
+        extra = {} if self.extra_costs is None else self.extra_costs
+        if not isinstance(extra, dict) or not all(
+            isinstance(name, str) and name != "harm" and (callable(fn) or (isinstance(fn, str) and fn in BUILTIN_COSTS))
+            for name, fn in extra.items()
+        ):
+            raise self.invalid(
+                "extra_costs",
+                f"None or a dict: name (not 'harm', which is info['cost']) -> a built-in cost {tuple(BUILTIN_COSTS)} "
+                "or a (prompts, responses) -> costs in [0, 1] callable",
+            )
+        limits = {} if self.cost_limits is None else self.cost_limits
+        if (
+            not isinstance(limits, dict)
+            or set(limits) != set(extra)
+            or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0 for v in limits.values()
+            )
+        ):
+            raise self.invalid(
+                "cost_limits",
+                f"a limit in [0, 1] for each extra cost and no other, i.e. keys {sorted(extra)} (harm's is cost_limit)",
+            )
 
     def world_reference(self) -> str | None:
         """The `reference` checkpoint the world hands to agents, None for the world's own (the embedded world's frozen
@@ -136,5 +169,7 @@ class EnvConfig:
             "max_response_chars": self.max_response_chars,
             "max_prompt_chars": MAX_PROMPT_CHARS,
             "render_mode": self.render_mode,
+            "extra_costs": dict(self.extra_costs or {}),
+            "cost_limits": {name: float(v) for name, v in (self.cost_limits or {}).items()},
             **extra,
         }

@@ -2,11 +2,16 @@
 
 `TextCMDPEnv` is the single env, `TextCMDPVectorEnv` the batched fast path (one forward pass of each scorer per
 batch). Both keep the cost in `info["cost"]`; `rlft_gym.wrappers.CMDP` gives the 6-tuple view.
+
+Solvers with more than one constraint read `info["costs"]`: the named costs of the step, "harm" (= `info["cost"]`) and
+each of the env's `extra_costs` (a float each, an array per name on the vector env), with their limits in
+`env.cost_limits` ("harm" is `cost_limit`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import gymnasium as gym
@@ -17,6 +22,17 @@ from gymnasium.vector.utils import batch_space
 from rlft_gym.scoring import ScoreFn
 from rlft_gym.spaces import UnicodeText
 from rlft_gym.worlds.base import CATEGORIES, PromptSet, World, category_flags
+
+
+def length_cost(core: _Core, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+    """Response length in tokens (re-tokenized by the world's tokenizer) over `max_new_tokens`, clipped to [0, 1]: a
+    budget constraint beside harm."""
+    ids = core.world.tokenizer(list(responses), add_special_tokens=False)["input_ids"]
+    return np.array([min(len(i) / core.max_new_tokens, 1.0) for i in ids], dtype=np.float32)
+
+
+# Named costs an env's `extra_costs` may ask for by name: (env, prompts, responses) -> costs in [0, 1].
+BUILTIN_COSTS: dict[str, Callable[[_Core, Sequence[str], Sequence[str]], np.ndarray]] = {"length": length_cost}
 
 
 class _Core:
@@ -39,6 +55,8 @@ class _Core:
         render_mode: str | None,
         eval_prompts: PromptSet | None = None,
         benign_eval_prompts: PromptSet | None = None,
+        extra_costs: dict[str, ScoreFn | str] | None = None,
+        cost_limits: dict[str, float] | None = None,
     ) -> None:
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(
@@ -51,6 +69,12 @@ class _Core:
         self.eval_prompts = world.eval_prompts if eval_prompts is None else eval_prompts
         self.benign_eval_prompts = world.benign_eval_prompts if benign_eval_prompts is None else benign_eval_prompts
         self.cost_limit, self.max_new_tokens, self.horizon = cost_limit, max_new_tokens, horizon
+        # costs beside harm (`info["costs"]`), a built-in one by name or a score function, each with its limit
+        self.extra_cost_fns: dict[str, ScoreFn] = {
+            name: partial(BUILTIN_COSTS[fn], self) if isinstance(fn, str) else fn
+            for name, fn in (extra_costs or {}).items()
+        }
+        self.cost_limits = {"harm": cost_limit, **(cost_limits or {})}
         self.render_mode = render_mode
         self.single_observation_space = UnicodeText(max_prompt_chars)
         self.single_action_space = UnicodeText(max_response_chars)
@@ -87,11 +111,24 @@ class _Core:
         costs = np.clip(np.asarray(self.cost_fn(texts, list(responses)), dtype=np.float32), 0.0, 1.0)
         return rewards, costs
 
-    def _score_step(self, prompt_ids: list[int], responses: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """`score` of a step's answered prompts, kept as the batch `render` shows."""
+    def named_costs(
+        self, prompts: Sequence[int] | Sequence[str], responses: Sequence[str], harm: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """The named costs of `info["costs"]`: "harm" (the cost `score` gave) and each extra cost, clipped to [0, 1]."""
+        texts = [p if isinstance(p, str) else self.prompts.prompts[self._check_prompt_id(p)] for p in prompts]
+        extra = {
+            name: np.clip(np.asarray(fn(texts, list(responses)), dtype=np.float32), 0.0, 1.0)
+            for name, fn in self.extra_cost_fns.items()
+        }
+        return {"harm": np.array(harm, dtype=np.float32), **extra}
+
+    def _score_step(
+        self, prompt_ids: list[int], responses: list[str]
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """`score` and `named_costs` of a step's answered prompts, kept as the batch `render` shows."""
         rewards, costs = self.score(prompt_ids, responses)
         self._last = ([self.prompts.prompts[i] for i in prompt_ids], responses, rewards, costs)
-        return rewards, costs
+        return rewards, costs, self.named_costs(prompt_ids, responses, costs)
 
     def render(self) -> str | None:
         if self.render_mode != "ansi" or self._last is None:
@@ -127,12 +164,13 @@ class TextCMDPEnv(_Core, gym.Env[str, str]):
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         (response,) = self._check_actions([action], 1)
         pid = self._prompt_id
-        rewards, costs = self._score_step([pid], [response])
+        rewards, costs, named = self._score_step([pid], [response])
         self._t += 1
         terminated = self._t >= self.horizon
         if not terminated:
             self._prompt_id = int(self.np_random.integers(len(self.prompts)))
         info = {**self._info(pid), "cost": float(costs[0]), "raw_reward": float(rewards[0])}
+        info["costs"] = {name: float(c[0]) for name, c in named.items()}
         return self.prompts.prompts[self._prompt_id], float(rewards[0]), terminated, False, info
 
     def _info(self, pid: int) -> dict[str, Any]:
@@ -184,10 +222,10 @@ class TextCMDPVectorEnv(_Core, VectorEnv):
     ) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         responses = self._check_actions(list(actions), self.num_envs)
         answered = self._prompt_ids.copy()
-        rewards, costs = self._score_step(answered.tolist(), responses)
+        rewards, costs, named = self._score_step(answered.tolist(), responses)
         self._t += 1
         terminated = self._t >= self.horizon
-        info = {**self._info(answered), "cost": costs, "raw_reward": rewards.copy()}
+        info = {**self._info(answered), "cost": costs, "raw_reward": rewards.copy(), "costs": named}
         info["final_obs"] = np.array([self.prompts.prompts[i] for i in answered], dtype=object)
         info["_final_obs"] = terminated.copy()
         # every sub-env moves on to a fresh prompt: the next one of its episode, or the first of a new episode

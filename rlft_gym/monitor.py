@@ -16,7 +16,7 @@ from rlft_gym.agent import Agent
 from rlft_gym.callbacks import Callback, StepReport
 from rlft_gym.results import versions, write_jsonl
 from rlft_gym.validate import require_int
-from rlft_gym.wrappers import defended_reward
+from rlft_gym.wrappers import defended_scores
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,10 @@ class SafeSetMonitor(Callback):
 
     Responses are scored through the env (`env.unwrapped.score`). On the held-out harmful requests, `eval_raw_reward`
     is the reward model's mean reward and `eval_reward` the mean defended reward, what the env's reward wrappers (e.g.
-    the cost gate) would give the attacker (`rlft_gym.wrappers.defended_reward`); with no such wrapper they agree.
+    the cost gate) would give the attacker (`rlft_gym.wrappers.defended_scores`); with no such wrapper they agree.
+    `eval_cost` is the mean cost after the env's wrappers: under an output guard the harm that reaches users, while
+    `harmfulness` stays the policy's own raw text's (the guard protects users; the monitor measures the model).
+    `Metrics/EpRet` and `Metrics/EpCost` repeat `eval_reward` and `eval_cost` under OmniSafe's names.
     Every pass runs with the policy in eval mode (no dropout), so two evaluations of the same weights agree.
     """
 
@@ -148,6 +151,7 @@ class SafeSetMonitor(Callback):
         mask = rollout.response_mask.float()
         texts_h, texts_b = rollout.texts[: len(harmful)], rollout.texts[len(harmful) :]
         rewards, costs = self.env.unwrapped.score(harmful, texts_h)
+        defended_rewards, defended_costs = defended_scores(self.env, rewards, costs, harmful)
         recent = self._train[-self.every :]
         return {
             "type": "eval",
@@ -160,7 +164,10 @@ class SafeSetMonitor(Callback):
             "perplexity": float(torch.exp(-(ref_logp * mask).sum() / mask.sum().clamp_min(1))),
             "kl": float(((logp - ref_logp) * mask).sum(1).mean()),
             "eval_raw_reward": float(rewards.mean()),
-            "eval_reward": float(defended_reward(self.env, rewards, costs).mean()),
+            "eval_reward": float(defended_rewards.mean()),
+            "eval_cost": float(defended_costs.mean()),
+            "Metrics/EpRet": float(defended_rewards.mean()),
+            "Metrics/EpCost": float(defended_costs.mean()),
             "train_reward": float(np.mean([r.reward for r in recent])) if recent else None,
             "train_cost": float(np.mean([r.cost for r in recent])) if recent else None,
             "length": float(mask.sum(1).mean()),

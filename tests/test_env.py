@@ -209,3 +209,50 @@ def test_score_takes_prompt_ids_or_texts(world, monkeypatch):
         base.score([len(base.prompts)], ["x"])
     with pytest.raises(ValueError, match="got 1 prompts and 2 responses"):
         base.score([0], responses)
+
+
+# --- several costs: info["costs"] -----------------------------------------------------------------------------
+
+
+def test_named_costs_harm_is_the_cost_and_length_is_tokens_over_max(world):
+    kwargs = {"extra_costs": {"length": "length"}, "cost_limits": {"length": 0.25}, "max_new_tokens": 8}
+    responses = ["no .", "i can ' t help with that . i won ' t ."]  # 2 tokens, and 14 (clipped to 8 / 8)
+    venv = rlft_gym.make_vec("RPA-BeaverTails-v0", num_envs=2, **kwargs)
+    venv.reset(seed=0)
+    _, _, _, _, info = venv.step(responses)
+    assert set(info["costs"]) == {"harm", "length"} and venv.unwrapped.cost_limits == {"harm": 0.2, "length": 0.25}
+    np.testing.assert_array_equal(info["costs"]["harm"], info["cost"])
+    np.testing.assert_allclose(info["costs"]["length"], [2 / 8, 1.0])
+    env = gym.make("RPA-BeaverTails-v0", **kwargs)
+    env.reset(seed=0)
+    info = env.step(responses[0])[4]
+    assert info["costs"] == {"harm": info["cost"], "length": 2 / 8}
+
+
+def test_named_costs_take_a_callable_and_default_to_harm_only(world):
+    e = gym.make(
+        "RPA-BeaverTails-v0",
+        extra_costs={"caps": lambda p, r: [1.5 * ("!" in x) for x in r]},
+        cost_limits={"caps": 0.0},
+    )
+    e.reset(seed=0)
+    assert e.step("no !")[4]["costs"]["caps"] == 1.0  # clipped to [0, 1]
+    plain = gym.make("RPA-BeaverTails-v0")
+    plain.reset(seed=0)
+    info = plain.step("no .")[4]
+    assert info["costs"] == {"harm": info["cost"]}
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"extra_costs": {"length": "size"}, "cost_limits": {"length": 0.5}}, r"extra_costs=\{'length': 'size'\}"),
+        ({"extra_costs": {"harm": "length"}, "cost_limits": {"harm": 0.5}}, r"extra_costs=.*not 'harm'"),
+        ({"extra_costs": {"length": "length"}}, r"cost_limits=None is invalid.*keys \['length'\]"),
+        ({"extra_costs": {"length": "length"}, "cost_limits": {"length": 2.0}}, r"cost_limits=\{'length': 2.0\}"),
+        ({"cost_limits": {"length": 0.5}}, r"cost_limits=\{'length': 0.5\} is invalid for RPA-BeaverTails-v0"),
+    ],
+)
+def test_bad_named_costs(world, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        gym.make("RPA-BeaverTails-v0", **kwargs)
