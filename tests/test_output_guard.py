@@ -11,8 +11,7 @@ import torch
 import rlft_gym
 from rlft_gym.agent import stateful_wrappers
 from rlft_gym.agents import GRPO
-from rlft_gym.baselines import OutputGuard, VectorOutputGuard
-from rlft_gym.baselines.output_guard import DEFAULT_REFUSAL
+from rlft_gym.baselines.output_guard import DEFAULT_REFUSAL, OutputGuard, VectorOutputGuard
 from rlft_gym.experiment import defence_kind, defence_parameters
 from rlft_gym.monitor import SafeSetMonitor
 from rlft_gym.wrappers import defended_reward, defended_scores
