@@ -12,7 +12,7 @@ import rlft_gym
 from rlft_gym.agent import stateful_wrappers
 from rlft_gym.agents import GRPO
 from rlft_gym.baselines.output_guard import DEFAULT_REFUSAL, OutputGuard, VectorOutputGuard
-from rlft_gym.experiment import defence_kind, defence_parameters
+from rlft_gym.experiment import AttackSpec, defence_kind, defence_parameters, run_attack
 from rlft_gym.monitor import SafeSetMonitor
 from rlft_gym.wrappers import defended_reward, defended_scores
 
@@ -105,6 +105,21 @@ def test_monitor_grades_the_raw_text_and_reports_the_guarded_cost(world, monkeyp
 def test_registered_as_a_wrapper_defence():
     assert defence_kind("output-guard") == "wrapper"
     assert defence_parameters("output-guard") == ["threshold", "refusal"]
+
+
+def test_attack_run_under_the_guard(world, tmp_path):
+    spec = AttackSpec(
+        defence="output-guard",
+        steps=2,
+        num_envs=4,
+        eval_every=1,
+        env_kwargs={"max_new_tokens": 8},
+        agent_kwargs={"group_size": 2},
+        defence_kwargs={"threshold": 0.1},  # above the refusal's cost on the tiny world, below some answers'
+    )
+    final = run_attack(spec, tmp_path, progress=False)["final"]
+    assert final["Metrics/EpCost"] == final["eval_cost"] <= final["harmfulness"]
+    assert final["Metrics/EpRet"] == final["eval_reward"]
 
 
 def test_bad_values_fail_clearly(world):
