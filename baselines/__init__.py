@@ -2,6 +2,23 @@
 
 from rlft_gym.baselines.cost_gate import CostGatedReward, VectorCostGatedReward
 from rlft_gym.baselines.kl import KLConstraint
+from rlft_gym.baselines.lisa import Lisa
+from rlft_gym.baselines.output_guard import OutputGuard, VectorOutputGuard
+from rlft_gym.baselines.refusal_loss import RefusalLoss
+from rlft_gym.baselines.security_vectors import SecurityVectors
 from rlft_gym.baselines.shaping import ShapedReward, VectorShapedReward
+from rlft_gym.baselines.vaccine import Vaccine
 
-__all__ = ["CostGatedReward", "KLConstraint", "ShapedReward", "VectorCostGatedReward", "VectorShapedReward"]
+__all__ = [
+    "CostGatedReward",
+    "KLConstraint",
+    "Lisa",
+    "OutputGuard",
+    "RefusalLoss",
+    "SecurityVectors",
+    "ShapedReward",
+    "Vaccine",
+    "VectorCostGatedReward",
+    "VectorOutputGuard",
+    "VectorShapedReward",
+]

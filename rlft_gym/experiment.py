@@ -12,7 +12,16 @@ import gymnasium as gym
 
 import rlft_gym
 from rlft_gym.agent import Agent, Constraint
-from rlft_gym.baselines import KLConstraint, VectorCostGatedReward
+from rlft_gym.baselines import (
+    KLConstraint,
+    Lisa,
+    RefusalLoss,
+    SecurityVectors,
+    Vaccine,
+    VectorCostGatedReward,
+    VectorOutputGuard,
+    VectorShapedReward,
+)
 from rlft_gym.callbacks import ProgressBar
 from rlft_gym.monitor import SafeSetMonitor
 from rlft_gym.transform import SFTTransform, Transform, checkpoint_fingerprint
@@ -24,7 +33,13 @@ from rlft_gym.validate import require_one_of
 DEFENCES: dict[str, tuple[str, Callable[..., Any]] | None] = {
     "none": None,
     "kl": ("constraint", KLConstraint),
+    "lisa": ("constraint", Lisa),
+    "refusal-loss": ("constraint", RefusalLoss),
+    "vaccine": ("constraint", Vaccine),
+    "security-vectors": ("constraint", SecurityVectors),
     "cost-gate": ("wrapper", VectorCostGatedReward),
+    "output-guard": ("wrapper", VectorOutputGuard),
+    "shaping": ("wrapper", VectorShapedReward),
     "refusal-sft": ("transform", SFTTransform),
 }
 
@@ -71,6 +86,8 @@ AGENTS: dict[str, str] = {
     "trl-grpo": "TRLGRPO",
     "best-of-n": "BestOfN",
     "expert-grpo": "ExpertGuidedGRPO",
+    "grpo-lag": "GRPOLagrangian",
+    "ppo-lag": "PPOLagrangian",
 }
 NO_CONSTRAINTS = ("best-of-n",)  # attacks that train nothing, so a loss-term defence has nothing to act on
 
