@@ -69,6 +69,14 @@ def clipped_policy_loss(
     return loss, masked_mean((pg_losses_clipped > pg_losses).float(), mask)
 
 
+def clipped_value_loss(
+    vpred: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, cliprange_value: float
+) -> torch.Tensor:
+    """1/2 max((V - R)^2, (clip(V, V_old +- eps_v) - R)^2) over the mask: the value loss of PPO and its cost critic."""
+    vpred_clipped = torch.clamp(vpred, old_values - cliprange_value, old_values + cliprange_value)
+    return 0.5 * masked_mean(torch.max((vpred - returns) ** 2, (vpred_clipped - returns) ** 2), mask)
+
+
 class PPO(Agent):
     """Proximal Policy Optimisation with a value head and an adaptive KL penalty on an rlft-gym env.
 
@@ -175,8 +183,11 @@ class PPO(Agent):
         """Sample one response per attack prompt from the current policy."""
         return self.sample_groups(prompts, 1, self.temperature)
 
-    def forward(self, rollout: generation.Rollout) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-token log-probs and values (B, T) of the response tokens, from one pass of the policy's body."""
+    def forward(
+        self, rollout: generation.Rollout, heads: Sequence[torch.nn.Module] | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """Per-token log-probs and each head's outputs (B, T) on the response tokens, from one pass of the policy's
+        body; the heads (default: the value head) read the state each response token is chosen in."""
         mask = rollout.attention_mask
         inner = self.policy.get_base_model() if hasattr(self.policy, "get_base_model") else self.policy
         hidden = inner.base_model(
@@ -186,9 +197,16 @@ class PPO(Agent):
         h = hidden[:, rollout.prompt_length - 1 : -1][live]  # the state each response token is chosen in
         logits = inner.get_output_embeddings()(h).float()
         logp = -torch.nn.functional.cross_entropy(logits, rollout.response_ids[live], reduction="none")
-        values = self.value_head(h).float().squeeze(-1)
+        outputs = [head(h).float().squeeze(-1) for head in (heads or (self.value_head,))]
         zeros = torch.zeros(live.shape, dtype=torch.float32, device=logp.device)
-        return zeros.masked_scatter(live, logp), zeros.masked_scatter(live, values)
+        return tuple(zeros.masked_scatter(live, x) for x in (logp, *outputs))
+
+    def update_kl_coef(self, seq_kl: float) -> None:
+        """The adaptive KL controller (Ziegler et al.), if on: e = clip(KL / target - 1, -0.2, 0.2);
+        beta *= 1 + e * n / horizon."""
+        if self.adaptive_kl:
+            proportional_error = float(np.clip(seq_kl / self.target_kl - 1, -0.2, 0.2))
+            self.kl_coef *= 1 + proportional_error * self.batch_size / self.horizon
 
     def train_step(self) -> StepReport:
         t0 = time.perf_counter()
@@ -227,12 +245,7 @@ class PPO(Agent):
                 # L_clip = -min(ratio A, clip(ratio, 1 - eps, 1 + eps) A),  ratio = pi / pi_old
                 pg_loss, clipfrac = clipped_policy_loss(logp, old_logp[idx], advantages[idx], m, self.cliprange)
                 # L_V = 1/2 max((V - R)^2, (clip(V, V_old +- eps_v) - R)^2)
-                vpred_clipped = torch.clamp(
-                    vpred, old_values[idx] - self.cliprange_value, old_values[idx] + self.cliprange_value
-                )
-                vf_loss = 0.5 * masked_mean(
-                    torch.max((vpred - returns[idx]) ** 2, (vpred_clipped - returns[idx]) ** 2), m
-                )
+                vf_loss = clipped_value_loss(vpred, old_values[idx], returns[idx], m, self.cliprange_value)
                 batch = Batch(mb, logp, ref_logp[idx] if full_ref else None, rewards[rows], costs[rows])
                 extra_losses = [c.loss(self, batch) for c in self.constraints]
                 loss = pg_loss + self.vf_coef * vf_loss + sum(x for x in extra_losses if x is not None)
@@ -249,9 +262,7 @@ class PPO(Agent):
 
         # 5. adaptive KL controller (Ziegler et al.): e = clip(KL / target - 1, -0.2, 0.2);  beta *= 1 + e * n / horizon
         seq_kl = float(kl.sum(1).mean())  # TRL's objective/kl: summed over the response, averaged over the batch
-        if self.adaptive_kl:
-            proportional_error = float(np.clip(seq_kl / self.target_kl - 1, -0.2, 0.2))
-            self.kl_coef *= 1 + proportional_error * self.batch_size / self.horizon
+        self.update_kl_coef(seq_kl)
 
         return StepReport(
             step=step,

@@ -38,19 +38,11 @@ from safetensors.torch import load_file, save_file
 from rlft_gym import generation
 from rlft_gym.agent import Batch
 from rlft_gym.agents.grpo_lagrangian import lagrangian_advantages
-from rlft_gym.agents.ppo import PPO, clipped_policy_loss, gae, masked_mean, whiten
+from rlft_gym.agents.ppo import PPO, clipped_policy_loss, clipped_value_loss, gae, whiten
 from rlft_gym.callbacks import StepReport
 from rlft_gym.validate import check_finite, require_int, require_non_negative, require_positive
 
 COST_HEAD = "cost_head.safetensors"
-
-
-def clipped_value_loss(
-    vpred: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, cliprange_value: float
-) -> torch.Tensor:
-    """1/2 max((V - R)^2, (clip(V, V_old +- eps_v) - R)^2) averaged over the mask: each critic's loss, as PPO's."""
-    vpred_clipped = torch.clamp(vpred, old_values - cliprange_value, old_values + cliprange_value)
-    return 0.5 * masked_mean(torch.max((vpred - returns) ** 2, (vpred_clipped - returns) ** 2), mask)
 
 
 class PPOLagrangian(PPO):
@@ -119,22 +111,6 @@ class PPOLagrangian(PPO):
         """lambda = exp(log lambda)."""
         return float(self.log_lambda.detach().exp())
 
-    def forward_heads(self, rollout: generation.Rollout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-token log-probs, values and cost values (B, T) of the response tokens, from one pass of the policy's
-        body (PPO's `forward` with the cost head beside the value head)."""
-        mask = rollout.attention_mask
-        inner = self.policy.get_base_model() if hasattr(self.policy, "get_base_model") else self.policy
-        hidden = inner.base_model(
-            input_ids=rollout.input_ids, attention_mask=mask, position_ids=generation.positions(mask)
-        ).last_hidden_state
-        live = rollout.response_mask.bool()
-        h = hidden[:, rollout.prompt_length - 1 : -1][live]  # the state each response token is chosen in
-        logits = inner.get_output_embeddings()(h).float()
-        logp = -torch.nn.functional.cross_entropy(logits, rollout.response_ids[live], reduction="none")
-        values, cost_values = self.value_head(h).float().squeeze(-1), self.cost_head(h).float().squeeze(-1)
-        zeros = torch.zeros(live.shape, dtype=torch.float32, device=logp.device)
-        return tuple(zeros.masked_scatter(live, x) for x in (logp, values, cost_values))
-
     def train_step(self) -> StepReport:
         t0 = time.perf_counter()
         step = self.num_steps + 1
@@ -146,7 +122,7 @@ class PPOLagrangian(PPO):
         check_finite(costs.sum(), step, "cost")
         mask = rollout.response_mask.float()
         with torch.no_grad(), self.accelerator.autocast():
-            old_logp, old_values, old_cost_values = self.forward_heads(rollout)
+            old_logp, old_values, old_cost_values = self.forward(rollout, (self.value_head, self.cost_head))
             ref_logp = generation.response_logprobs(self.reference, rollout).float()
 
         # 2. the multiplier first: J_c = mean of the last `episode_cost_window_size` episode costs;
@@ -185,7 +161,7 @@ class PPOLagrangian(PPO):
             for mb_rows in self.rng.permutation(self.batch_size).reshape(-1, self.mini_batch_size):
                 mb, idx, m = rollout[mb_rows], torch.as_tensor(mb_rows, device=mask.device), mask[mb_rows]
                 with self.accelerator.autocast():
-                    logp, vpred, cpred = self.forward_heads(mb)
+                    logp, vpred, cpred = self.forward(mb, (self.value_head, self.cost_head))
                 # L_clip = -min(ratio A, clip(ratio, 1 - eps, 1 + eps) A),  ratio = pi / pi_old
                 pg_loss, clipfrac = clipped_policy_loss(logp, old_logp[idx], advantages[idx], m, self.cliprange)
                 # L_V and L_Vc = 1/2 max((V - R)^2, (clip(V, V_old +- eps_v) - R)^2), each critic on its own returns
@@ -210,9 +186,7 @@ class PPOLagrangian(PPO):
 
         # 6. the adaptive KL controller if on (off by default, as in Safe RLHF): beta *= 1 + e * n / horizon
         seq_kl = float(kl.sum(1).mean())
-        if self.adaptive_kl:
-            proportional_error = float(np.clip(seq_kl / self.target_kl - 1, -0.2, 0.2))
-            self.kl_coef *= 1 + proportional_error * self.batch_size / self.horizon
+        self.update_kl_coef(seq_kl)
 
         return StepReport(
             step=step,
