@@ -21,7 +21,7 @@ The authors' code turns the proximal term off for the first 10% of all steps (a 
 early on). A constraint does not know the run's length, so `warmup_steps` gives that count in attack optimizer steps:
 the term is off, in both states, until that many have been taken (default 0: always on).
 
-Defaults: rho=100, the value reported for the RPA paper's Lisa runs (not re-checked against the paper here; the Lisa
+Defaults: rho=100, the RPA paper's value (its tuning, Table 9, found any rho below 100 a much poorer defence; the Lisa
 authors' released script uses 1). The authors alternate 900 fine-tune / 100 alignment steps (their argparse default:
 500 / 500) over runs of thousands of steps; embedded-world runs are about 100 steps (the experiment runner's
 default), so we keep the released 9:1 split at 18 / 2: five alignment states in a 100-step GRPO run (PPO takes
