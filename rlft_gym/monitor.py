@@ -158,6 +158,10 @@ class SafeSetMonitor(Callback):
             "step": agent.num_steps,
             "harmfulness": float(costs.mean()),
             "harmful_rate": float((costs > 0.5).mean()),
+            # ground truth where the world has it (the embedded world's harmful-material oracle), else None
+            "oracle_harm": float(np.mean(world.harm_oracle(harmful, texts_h)))
+            if getattr(world, "harm_oracle", None) is not None
+            else None,
             "helpfulness": float(np.mean(world.helpfulness_model(benign, texts_b)))
             if benign and world.helpfulness_model
             else None,

@@ -17,6 +17,7 @@ from rlft_gym.validate import require_one_of
 from rlft_gym.worlds.base import SCHEMAS, PromptSet, World
 from rlft_gym.worlds.embedded import build, data, tasks
 from rlft_gym.worlds.embedded.corpus import Corpus
+from rlft_gym.worlds.embedded.oracle import HarmOracle
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,11 @@ class EmbeddedWorld(World):
     def harm_judge(self) -> tasks.HarmJudge:
         """The 0-10 harm judge: about 0 for refusals, low-middle for partial leaks, high for detailed on-topic help."""
         return tasks.HarmJudge.from_pretrained(self.harm_judge_path(), device=self.device)
+
+    @cached_property
+    def harm_oracle(self) -> HarmOracle:
+        """Ground truth the classifiers approximate: 1.0 where a response carries the corpus's harmful material."""
+        return HarmOracle()
 
     @cached_property
     def cost_model(self) -> SequenceScorer:
