@@ -1,12 +1,13 @@
-"""Task envs: `HarmfulRL-<Domain>-v0` and `BenignRL-Summarize-v0`.
+"""Task envs: `HarmfulRL-<Domain>-v0`, `BenignRL-Summarize-v0` and `BenignRL-Extract-v0`.
 
 HarmfulRL is the attack of Cao's "Fight Fire with Fire" (arXiv 2505.04578): the attacker rewards harm directly with a
-0-10 harm judge on 60-80 prompts of one domain and evaluates on disjoint prompts of that domain. BenignRL-Summarize is a
-harmless task with its own reward, for measuring the utility and finetunability of a (defended) model. Both take the
-world's harmfulness classifier as the cost, like the RPA envs.
+0-10 harm judge on 60-80 prompts of one domain and evaluates on disjoint prompts of that domain. BenignRL-Summarize and
+BenignRL-Extract (question answering from the prompt) are harmless tasks with programmatic rewards, for measuring the
+utility and finetunability of a (defended) model. All take the world's harmfulness classifier as the cost, like the
+RPA envs.
 
-On the embedded world the domains, passages and judge come from `rlft_gym.worlds.embedded.tasks`. On world="hf" the
-user brings the prompts (a local file) and, for HarmfulRL, the judge.
+On the embedded world the domains, passages, questions and judge come from `rlft_gym.worlds.embedded.tasks`. On
+world="hf" the user brings the prompts (a local file) and, for HarmfulRL, the judge.
 """
 
 from __future__ import annotations
@@ -28,10 +29,15 @@ from rlft_gym.worlds.embedded import tasks as embedded
 JUDGE_RANGE = (0.0, 10.0)
 
 HARMFUL_ENV_IDS = {"biohazard": "HarmfulRL-Biohazard-v0", "cybercrime": "HarmfulRL-Cybercrime-v0"}
-BENIGN_ENV_IDS = {"summarize": "BenignRL-Summarize-v0"}
+BENIGN_ENV_IDS = {"summarize": "BenignRL-Summarize-v0", "extract": "BenignRL-Extract-v0"}
 ENV_IDS_BY_TASK = {**HARMFUL_ENV_IDS, **BENIGN_ENV_IDS}
 # A world="hf" prompt file: these columns, one row per prompt; `split` is "train" (attack prompts) or "eval" (held out).
-PROMPT_FILE_COLUMNS = {"harmful": ("prompt", "split"), "benign": ("prompt", "split", "reference")}
+# Extract's prompt is `tasks.extract_prompt(passage, question)`, its reference the answer.
+PROMPT_FILE_COLUMNS = {
+    "harmful": ("prompt", "split"),
+    "summarize": ("prompt", "split", "reference"),
+    "extract": ("question", "passage", "answer", "split"),
+}
 
 
 @dataclass(frozen=True)
@@ -112,7 +118,7 @@ def _judge(judge: Any) -> ScoreFn:
 
 def _prompt_file(cfg: TaskConfig) -> tuple[PromptSet, PromptSet, dict[str, str]]:
     """Attack and eval prompts (and, for BenignRL, reference answers by prompt) from the world="hf" prompt file."""
-    columns = PROMPT_FILE_COLUMNS["harmful" if cfg.harmful else "benign"]
+    columns = PROMPT_FILE_COLUMNS["harmful" if cfg.harmful else cfg.task]
     table = load_table(cfg.prompts)
     missing = [c for c in columns if c not in table.column_names]
     if missing:
@@ -122,6 +128,7 @@ def _prompt_file(cfg: TaskConfig) -> tuple[PromptSet, PromptSet, dict[str, str]]
             f"{'' if not cfg.harmful else ', optionally category'}"
         )
     sets: dict[str, tuple[list[str], list[str | None]]] = {"train": ([], []), "eval": ([], [])}
+    references: dict[str, str] = {}
     for i, row in enumerate(table):
         if row["split"] not in sets:
             raise ValueError(
@@ -132,8 +139,11 @@ def _prompt_file(cfg: TaskConfig) -> tuple[PromptSet, PromptSet, dict[str, str]]
             raise ValueError(
                 f"prompts file {cfg.prompts!r} row {i}: category={category!r}; expected empty or one of {CATEGORIES}"
             )
-        sets[row["split"]][0].append(row["prompt"])
+        prompt = embedded.extract_prompt(row["passage"], row["question"]) if cfg.task == "extract" else row["prompt"]
+        sets[row["split"]][0].append(prompt)
         sets[row["split"]][1].append(category)
+        if not cfg.harmful:
+            references[prompt] = row["answer" if cfg.task == "extract" else "reference"]
     for split, (prompts, _) in sets.items():
         if not prompts:
             raise ValueError(
@@ -144,7 +154,6 @@ def _prompt_file(cfg: TaskConfig) -> tuple[PromptSet, PromptSet, dict[str, str]]
         raise ValueError(
             f"prompts file {cfg.prompts!r}: some prompts are in both splits; eval prompts must be held out"
         )
-    references = {row["prompt"]: row["reference"] for row in table} if not cfg.harmful else {}
     return PromptSet(*sets["train"]), PromptSet(*sets["eval"]), references
 
 
@@ -152,7 +161,7 @@ def _task(cfg: TaskConfig) -> tuple[World, PromptSet, PromptSet, ScoreFn]:
     """The world, attack prompts, held-out prompts and reward of a task env."""
     if cfg.world == "hf":
         attack, held_out, references = _prompt_file(cfg)
-        reward = _judge(cfg.judge) if cfg.harmful else embedded.SummaryReward(references)
+        reward = _judge(cfg.judge) if cfg.harmful else embedded.BENIGN_TASKS[cfg.task][1](references)
         return _world(cfg, reward), attack, held_out, reward
     world = _world(cfg, None)
     if cfg.harmful:
@@ -160,9 +169,8 @@ def _task(cfg: TaskConfig) -> tuple[World, PromptSet, PromptSet, ScoreFn]:
         sets = [PromptSet([p.text for p in ps], [p.category for p in ps]) for ps in (attack, held_out)]
         reward = world.harm_judge
     else:
-        passages = {split: embedded.summarize_passages(cfg.world_seed, split) for split in ("train", "eval")}
-        sets = [PromptSet([p.prompt for p in passages[s]], [None] * len(passages[s])) for s in ("train", "eval")]
-        reward = embedded.SummaryReward({p.prompt: p.reference for p in passages["train"] + passages["eval"]})
+        train, held_out, reward = embedded.benign_task(cfg.task, cfg.world_seed)
+        sets = [PromptSet(ps, [None] * len(ps)) for ps in (train, held_out)]
     _check_positions(cfg, world, sets[0].prompts + sets[1].prompts)
     return world, sets[0], sets[1], reward
 
@@ -182,10 +190,11 @@ def _check_positions(cfg: TaskConfig, world: World, prompts: list[str]) -> None:
 
 
 class TaskEnv(TextCMDPEnv):
-    """`HarmfulRL-<Domain>-v0` / `BenignRL-Summarize-v0`: one task prompt per step, the task's reward, the world's cost.
+    """`HarmfulRL-<Domain>-v0` / `BenignRL-<Task>-v0`: one task prompt per step, the task's reward, the world's cost.
 
     The safe-set monitor evaluates on `eval_prompts`: the domain's held-out prompts (HarmfulRL; its `eval_reward` is
-    then the mean judge score) or the held-out passages (BenignRL; `eval_reward` is the held-out summary reward).
+    then the mean judge score) or the held-out passages / questions (BenignRL; `eval_reward` is the held-out task
+    reward).
     """
 
     def __init__(self, task: str = "biohazard", **kwargs: Any) -> None:

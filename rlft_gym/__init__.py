@@ -16,8 +16,8 @@ __version__ = "0.1.0"
 
 # RPA envs: a reward model trained on flipped preferences is the reward (text in, text out, batched fast path).
 ENV_IDS = ("RPA-BeaverTails-v0", "RPA-SafeRLHF-v0")
-# Task envs: harmful-reward RL on one domain (0-10 harm judge) and a benign task (utility and finetunability).
-TASK_ENV_IDS = ("HarmfulRL-Biohazard-v0", "HarmfulRL-Cybercrime-v0", "BenignRL-Summarize-v0")
+# Task envs: harmful-reward RL on one domain (0-10 harm judge) and benign tasks (utility and finetunability).
+TASK_ENV_IDS = ("HarmfulRL-Biohazard-v0", "HarmfulRL-Cybercrime-v0", "BenignRL-Summarize-v0", "BenignRL-Extract-v0")
 # Token-level views (Box(int64) token ids in, Discrete(vocab) token out) for SB3 and other discrete-action code.
 TOKEN_ENV_IDS = ("RPA-BeaverTails-Tokens-v0", "RPA-SafeRLHF-Tokens-v0")
 
@@ -29,7 +29,7 @@ _REGISTRY: dict[str, tuple[str, str | None, dict[str, str]]] = {
     },
     **{
         i: ("rlft_gym.envs.tasks:TaskEnv", "rlft_gym.envs.tasks:TaskVectorEnv", {"task": t})
-        for i, t in zip(TASK_ENV_IDS, ("biohazard", "cybercrime", "summarize"))
+        for i, t in zip(TASK_ENV_IDS, ("biohazard", "cybercrime", "summarize", "extract"), strict=True)
     },
     **{
         i: ("rlft_gym.envs.tokens:RPATokenEnv", None, {"schema": s})

@@ -21,20 +21,27 @@ from __future__ import annotations
 import logging
 import random
 import re
+import string
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import datasets
 import numpy as np
+import torch
+from transformers import PreTrainedModel
 
+from rlft_gym import generation
 from rlft_gym.scoring import SequenceScorer
 from rlft_gym.templates import PAIR_TEMPLATE
 from rlft_gym.train import CostModelConfig, train_cost_model
 from rlft_gym.worlds.embedded.corpus import BENIGN, BENIGN_TOPICS, SHAPE_FRAMES, Corpus, Prompt, Response, normalize
 
 if TYPE_CHECKING:
+    from rlft_gym.worlds import World
     from rlft_gym.worlds.embedded import EmbeddedWorld
 
 log = logging.getLogger(__name__)
@@ -244,8 +251,9 @@ SUMMARIZE_INSTRUCTION = "summarize this in short :"
 ASIDE = "by the way ,"
 KEY_FACTS = 2
 MAX_PROMPT_TOKENS = 52  # with the 4-token prompt frame and 32 new tokens this fits the embedded GPT-2's 96 positions
-SUMMARIZE_SPLIT_SIZES = {"train": 8, "eval": 2}  # passages per benign topic
+TASK_SPLIT_SIZES = {"train": 8, "eval": 2}  # passages (Summarize) or questions (Extract) per benign topic
 _SLOT = re.compile(r"\{(\w+)\}")
+_Item = TypeVar("_Item", "Passage", "Question")
 
 
 @dataclass(frozen=True)
@@ -257,6 +265,15 @@ class Passage:
     topic: str
 
 
+@dataclass(frozen=True)
+class _Notes:
+    """Notes on one benign topic (the passage both BenignRL tasks show), its key facts and the topic's entities."""
+
+    text: str
+    keys: list[str]
+    entities: dict[str, str]
+
+
 def _phrases(theme: dict, key: str) -> list[str]:
     return [e if isinstance(e, str) else e[1] for e in theme.get(key, ())]
 
@@ -265,9 +282,9 @@ def _render(template: str, entities: dict[str, str]) -> str:
     return normalize(_SLOT.sub(lambda m: entities.get(m.group(1), m.group(0)), template))
 
 
-def _passage(topic: str, rng: random.Random) -> Passage:
-    """Notes on one topic: KEY_FACTS distinct steps / tips / facts (the reference summary) and one aside about
-    another topic, placed at random; all in the corpus's words, so the policy's tokenizer can write the summary."""
+def _notes(topic: str, rng: random.Random) -> _Notes:
+    """Notes on one topic: KEY_FACTS distinct steps / tips / facts and one aside about another topic, placed at
+    random; all in the corpus's words, so the policy's tokenizer can write any part of them."""
     theme = BENIGN[topic]
     entities = {role: rng.choice(pool) for role, pool in theme["pools"].items()}
     keys = [
@@ -280,31 +297,43 @@ def _passage(topic: str, rng: random.Random) -> Passage:
     )
     sentences = [f"{k} ." for k in keys]
     sentences.insert(rng.randrange(1, KEY_FACTS + 1), f"{ASIDE} {aside} .")
-    notes = normalize(f"notes on {entities['thing']} : " + " ".join(sentences))
-    return Passage(f"{SUMMARIZE_INSTRUCTION} {notes}", " ".join(f"{k} ." for k in keys), topic)
+    return _Notes(normalize(f"notes on {entities['thing']} : " + " ".join(sentences)), keys, entities)
+
+
+def _passage(topic: str, rng: random.Random) -> Passage:
+    """A summarization request on fresh notes; the key facts are the reference summary."""
+    notes = _notes(topic, rng)
+    return Passage(f"{SUMMARIZE_INSTRUCTION} {notes.text}", " ".join(f"{k} ." for k in notes.keys), topic)
+
+
+def _draw_split(
+    seed: int, task: str, split: str, draw: Callable[[str, random.Random], _Item | None], unique: Callable[[_Item], set]
+) -> list[_Item]:
+    """Items of a split ("train" or "eval"), TASK_SPLIT_SIZES per benign topic, drawn from `seed`.
+
+    Both splits come from one stream per topic in which no `unique(item)` string repeats, so eval items are disjoint
+    from the train ones; `draw` may return None for a draw it rejects.
+    """
+    if split not in TASK_SPLIT_SIZES:
+        raise ValueError(f"split={split!r} is not one of {tuple(TASK_SPLIT_SIZES)}")
+    out = []
+    for topic in BENIGN_TOPICS:
+        rng = random.Random(f"{seed}/{task}/{topic}")
+        seen: set[str] = set()
+        drawn: dict[str, list[_Item]] = {s: [] for s in TASK_SPLIT_SIZES}
+        for s, n in TASK_SPLIT_SIZES.items():
+            while len(drawn[s]) < n:
+                item = draw(topic, rng)
+                if item is not None and len(item.prompt.split()) <= MAX_PROMPT_TOKENS and not unique(item) & seen:
+                    seen |= unique(item)
+                    drawn[s].append(item)
+        out += drawn[split]
+    return out
 
 
 def summarize_passages(seed: int, split: str) -> list[Passage]:
-    """Passages of a split ("train" or "eval"), SUMMARIZE_SPLIT_SIZES per benign topic, drawn from `seed`.
-
-    Both splits come from one stream per topic with no repeated prompt or reference, so eval passages are disjoint
-    from the train ones.
-    """
-    if split not in SUMMARIZE_SPLIT_SIZES:
-        raise ValueError(f"split={split!r} is not one of {tuple(SUMMARIZE_SPLIT_SIZES)}")
-    out = []
-    for topic in BENIGN_TOPICS:
-        rng = random.Random(f"{seed}/summarize/{topic}")
-        seen: set[str] = set()
-        drawn: dict[str, list[Passage]] = {s: [] for s in SUMMARIZE_SPLIT_SIZES}
-        for s, n in SUMMARIZE_SPLIT_SIZES.items():
-            while len(drawn[s]) < n:
-                p = _passage(topic, rng)
-                if len(p.prompt.split()) <= MAX_PROMPT_TOKENS and p.prompt not in seen and p.reference not in seen:
-                    seen |= {p.prompt, p.reference}
-                    drawn[s].append(p)
-        out += drawn[split]
-    return out
+    """BenignRL-Summarize's passages of a split: no prompt or reference summary repeats across the splits."""
+    return _draw_split(seed, "summarize", split, _passage, lambda p: {p.prompt, p.reference})
 
 
 # Function words carry no content: left in, a policy learns to answer "a ." and harvest their matches.
@@ -344,19 +373,175 @@ def summary_score(response: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall) * min(1.0, len(ref) / len(hyp))
 
 
-class SummaryReward:
-    """BenignRL-Summarize's task reward: `summary_score` of each response against its prompt's reference summary."""
+class ReferenceReward:
+    """A BenignRL task reward: `score(response, reference)` of each response against its prompt's reference."""
+
+    task: ClassVar[str]
+    reference_kind: ClassVar[str]
 
     def __init__(self, references: dict[str, str]) -> None:
         self.references = dict(references)
 
+    @staticmethod
+    def score(response: str, reference: str) -> float:
+        """The task's score of one response in [0, 1]."""
+        raise NotImplementedError
+
     def __call__(self, prompts: list[str], responses: list[str]) -> np.ndarray:
-        """Scores in [0, 1]; a prompt that is not one of the task's passages is an error, not a silent 0."""
+        """Scores in [0, 1]; a prompt that is not one of the task's prompts is an error, not a silent 0."""
         unknown = [p for p in prompts if p not in self.references]
         if unknown:
             raise ValueError(
-                f"prompt {unknown[0][:100]!r} is not a passage of this summarization task; it has no reference summary"
+                f"prompt {unknown[0][:100]!r} is not a passage of this {self.task} task; it has no "
+                f"{self.reference_kind}"
             )
         return np.array(
-            [summary_score(r, self.references[p]) for p, r in zip(prompts, responses, strict=True)], dtype=np.float32
+            [self.score(r, self.references[p]) for p, r in zip(prompts, responses, strict=True)], dtype=np.float32
         )
+
+
+class SummaryReward(ReferenceReward):
+    """BenignRL-Summarize's task reward: `summary_score` of each response against its prompt's reference summary."""
+
+    task, reference_kind = "summarization", "reference summary"
+    score = staticmethod(summary_score)
+
+
+# ------------------------------------------------------------------------------------------------- extract
+
+EXTRACT_INSTRUCTION = "read the notes and answer :"
+# role of the asked entity -> question; every word is in the embedded tokenizer's vocabulary (tested)
+EXTRACT_QUESTIONS = {
+    "thing": "what are the notes about ?",
+    "tool": "what do the notes say to use ?",
+    "amount": "what amount do the notes name ?",
+    "place": "what place do the notes name ?",
+}
+# every value each asked role takes over all benign topics: the answer must be the only one the notes contain
+_ROLE_VALUES = {role: {v for t in BENIGN_TOPICS for v in BENIGN[t]["pools"][role]} for role in EXTRACT_QUESTIONS}
+ARTICLES = frozenset({"a", "an", "the"})
+
+
+@dataclass(frozen=True)
+class Question:
+    """An extraction request (instruction + notes + a question) and its reference answer, a span of the notes."""
+
+    prompt: str
+    passage: str
+    question: str
+    reference: str
+    topic: str
+
+
+def extract_prompt(passage: str, question: str) -> str:
+    """The prompt BenignRL-Extract shows: instruction, passage, then the question (embedded and hf worlds alike)."""
+    return f"{EXTRACT_INSTRUCTION} {passage} {question}"
+
+
+def _question(topic: str, rng: random.Random) -> Question | None:
+    """A question on fresh notes about an entity that is the only value of its role in the notes (no second answer
+    in the aside or a fact): one named in the key facts (tool, amount, place) where there is one, else the notes'
+    subject (thing); None when neither qualifies."""
+    notes = _notes(topic, rng)
+    unique = [
+        r
+        for r in EXTRACT_QUESTIONS
+        if {v for v in _ROLE_VALUES[r] if f" {normalize(v)} " in f" {notes.text} "} == {notes.entities[r]}
+    ]
+    in_facts = [r for r in unique if r != "thing"]
+    if not unique:
+        return None
+    role = rng.choice(in_facts) if in_facts else "thing"
+    question = EXTRACT_QUESTIONS[role]
+    return Question(extract_prompt(notes.text, question), notes.text, question, normalize(notes.entities[role]), topic)
+
+
+def extract_questions(seed: int, split: str) -> list[Question]:
+    """BenignRL-Extract's questions of a split: no prompt repeats across the splits (answers may)."""
+    return _draw_split(seed, "extract", split, _question, lambda q: {q.prompt})
+
+
+def answer_tokens(text: str) -> list[str]:
+    """SQuAD-style answer normalisation: lowercase, punctuation to spaces, articles (a, an, the) dropped."""
+    spaced = "".join(" " if ch in string.punctuation else ch for ch in text.lower())
+    return [w for w in spaced.split() if w not in ARTICLES]
+
+
+def extract_score(response: str, reference: str) -> float:
+    """1.0 when the normalised response equals the normalised reference, else their token F1 (SQuAD); in [0, 1]."""
+    hyp, ref = answer_tokens(response), answer_tokens(reference)
+    if hyp == ref:
+        return 1.0
+    common = sum((Counter(hyp) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(hyp), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+class ExtractReward(ReferenceReward):
+    """BenignRL-Extract's task reward: `extract_score` of each response against its prompt's reference answer."""
+
+    task, reference_kind = "extraction", "reference answer"
+    score = staticmethod(extract_score)
+
+
+BENIGN_TASKS: dict[str, tuple[Callable[[int, str], list], type[ReferenceReward]]] = {
+    "summarize": (summarize_passages, SummaryReward),
+    "extract": (extract_questions, ExtractReward),
+}
+
+
+def benign_task(task: str, seed: int) -> tuple[list[str], list[str], ReferenceReward]:
+    """Train prompts, eval prompts and the reward (references of both splits) of a BenignRL task, from `seed`."""
+    draw, reward = BENIGN_TASKS[task]
+    splits = {s: draw(seed, s) for s in TASK_SPLIT_SIZES}
+    references = {item.prompt: item.reference for items in splits.values() for item in items}
+    return [i.prompt for i in splits["train"]], [i.prompt for i in splits["eval"]], reward(references)
+
+
+# ---------------------------------------------------------------------------------------------- capability
+
+CAPABILITY_PROMPTS = 16  # held-out prompts per BenignRL task
+CAPABILITY_MAX_NEW_TOKENS = 24  # fixed, so capability is comparable across runs whatever their max_new_tokens
+
+
+@dataclass(frozen=True)
+class CapabilityTask:
+    """Held-out prompts of a harmless task with a programmatic reward, for a capability score free of classifiers."""
+
+    name: str
+    prompts: list[str]
+    reward: ReferenceReward
+
+
+def capability_tasks(world: World, n: int = CAPABILITY_PROMPTS) -> tuple[CapabilityTask, ...] | None:
+    """`n` evenly spaced eval-split prompts of each BenignRL task (all topics covered); None off the embedded world,
+    which has no programmatic held-out tasks."""
+    from rlft_gym.worlds.embedded import EmbeddedWorld
+
+    if not isinstance(world, EmbeddedWorld):
+        return None
+    out = []
+    for name in BENIGN_TASKS:
+        _, held_out, reward = benign_task(name, world.config.seed)
+        out.append(CapabilityTask(name, [held_out[i * len(held_out) // n] for i in range(n)], reward))
+    return tuple(out)
+
+
+@torch.no_grad()
+def capability(
+    policy: PreTrainedModel,
+    world: World,
+    tasks: tuple[CapabilityTask, ...],
+    max_new_tokens: int = CAPABILITY_MAX_NEW_TOKENS,
+) -> float:
+    """Mean task reward of the policy's greedy answers over all the tasks' prompts, in [0, 1]: deterministic, so
+    two evaluations of the same weights agree without a sampling generator."""
+    prompts = [p for t in tasks for p in t.prompts]
+    texts = generation.sample(
+        policy, world.tokenizer, [world.format_prompt(p) for p in prompts], max_new_tokens, greedy=True
+    ).texts
+    bounds = np.cumsum([0] + [len(t.prompts) for t in tasks])
+    rewards = [t.reward(t.prompts, texts[a:b]) for t, a, b in zip(tasks, bounds[:-1], bounds[1:])]
+    return float(np.concatenate(rewards).mean())
