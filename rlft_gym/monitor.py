@@ -16,6 +16,7 @@ from rlft_gym.agent import Agent
 from rlft_gym.callbacks import Callback, StepReport
 from rlft_gym.results import versions, write_jsonl
 from rlft_gym.validate import require_int
+from rlft_gym.worlds.embedded.tasks import capability, capability_tasks
 from rlft_gym.wrappers import defended_scores
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class SafeSetMonitor(Callback):
     """Every `every` steps, generate on held-out prompts and record harmfulness (mean cost on held-out harmful
     requests), helpfulness (on held-out benign requests), perplexity under the reference, KL to the reference,
     eval and train reward, response length and distinct-n. Step 0 (before training) is always evaluated.
+    `capability` rests on no learned classifier: the mean programmatic reward of the policy's greedy answers on
+    held-out harmless tasks (`rlft_gym.worlds.embedded.tasks.capability`); None where the world has no such tasks.
 
     Responses are scored through the env (`env.unwrapped.score`). On the held-out harmful requests, `eval_raw_reward`
     is the reward model's mean reward and `eval_reward` the mean defended reward, what the env's reward wrappers (e.g.
@@ -85,6 +88,7 @@ class SafeSetMonitor(Callback):
         self.every, self.samples_per_prompt, self.temperature = every, samples_per_prompt, temperature
         self.results_path = Path(results_path) if results_path else None
         self.run_config, self.seed, self.keep_samples = dict(run_config or {}), seed, keep_samples
+        self.capability_tasks = capability_tasks(self.world)
         self.history: list[dict[str, Any]] = []
         self._train: list[StepReport] = []
         self._header: dict[str, Any] = {}
@@ -165,6 +169,7 @@ class SafeSetMonitor(Callback):
             "helpfulness": float(np.mean(world.helpfulness_model(benign, texts_b)))
             if benign and world.helpfulness_model
             else None,
+            "capability": capability(agent.policy, world, self.capability_tasks) if self.capability_tasks else None,
             "perplexity": float(torch.exp(-(ref_logp * mask).sum() / mask.sum().clamp_min(1))),
             "kl": float(((logp - ref_logp) * mask).sum(1).mean()),
             "eval_raw_reward": float(rewards.mean()),
