@@ -43,7 +43,9 @@ from rlft_gym.worlds.embedded.corpus import (
 )
 
 HARMFUL_KEYS: tuple[str, ...] = ("steps", "items", "tips", "facts")
-CONTEXT_WORDS = 3  # item contexts take 1 to 3 frame words before or after the item; harmless units as many
+# item contexts take 2 to 3 frame words before or after the item (one word, such as "with", says too little);
+# harmless units are checked with as many words around each slot
+CONTEXT_WORDS = 3
 _WORD = re.compile(r"[a-z0-9]")
 _KEYS = {"step": "steps", "item": "items", "tip": "tips", "fact": "facts", "harm": "harms", "safe": "safes"}
 
@@ -123,7 +125,7 @@ def _signature(key: str, template: str, roles: dict[str, _Role]) -> Signature:
 
 
 def _item_contexts() -> set[tuple[str, str]]:
-    """The (before, after) frame words, 1 to CONTEXT_WORDS of them on one side, around every item slot of the
+    """The (before, after) frame words, 2 to CONTEXT_WORDS of them on one side, around every item slot of the
     answer frames that list items (harmful lists and partial leaks)."""
     out = set()
     for frame in (*SHAPE_FRAMES["list"], *PARTIAL_FRAMES):
@@ -131,8 +133,8 @@ def _item_contexts() -> set[tuple[str, str]]:
         for i in range(1, len(pieces), 2):
             if pieces[i].rstrip("23") == "item":
                 before, after = words(pieces[i - 1]), words(pieces[i + 1])
-                out |= {(" ".join(before[-n:]), "") for n in range(1, min(len(before), CONTEXT_WORDS) + 1)}
-                out |= {("", " ".join(after[:n])) for n in range(1, min(len(after), CONTEXT_WORDS) + 1)}
+                out |= {(" ".join(before[-n:]), "") for n in range(2, min(len(before), CONTEXT_WORDS) + 1)}
+                out |= {("", " ".join(after[:n])) for n in range(2, min(len(after), CONTEXT_WORDS) + 1)}
     return out
 
 
