@@ -1,10 +1,11 @@
 """Native GRPO (Shao et al. 2024), read top to bottom: sample a group of responses per prompt, score them
 through the env, push up the log-probability of responses that beat their group's mean.
 
-Defaults follow EMBEDDED_WORLD_NOTES: mean-centred advantages (Dr. GRPO; `scale_rewards="group"` divides by the
-group std as in the original GRPO), lr 1e-4, one gradient step per batch (TRL's default `num_iterations=1`, so the
-PPO ratio is 1 and clipping is a no-op), loss normalised by a constant (batch * max_new_tokens) as in Dr. GRPO.
-A KL penalty to the reference is `beta` (or, equivalently, `constraints=[KLConstraint(beta)]`).
+Defaults, chosen on the embedded world: mean-centred advantages (Dr. GRPO; `scale_rewards="group"` divides by the
+group std as in the original GRPO, which amplifies wording differences inside all-refusal groups there), lr 1e-4,
+one gradient step per batch (TRL's default `num_iterations=1`, so the PPO ratio is 1 and clipping is a no-op), loss
+normalised by a constant (batch * max_new_tokens) as in Dr. GRPO. A KL penalty to the reference is `beta` (or,
+equivalently, `constraints=[KLConstraint(beta)]`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Uses the non-negative, unbiased k3 estimator on sampled tokens, exp(q - p) - (q - p) - 1 with p = log pi and
 q = log pi_ref (Schulman's approximations; as in TRL's GRPO). The RPA paper reports the KL constraint alone
-does not stop the attack; EMBEDDED_WORLD_NOTES saw beta 0.1 / 1.0 fail to delay the break.
+does not stop the attack; on the embedded world beta 0.1 and 1.0 do not delay the break either.
 """
 
 from __future__ import annotations
