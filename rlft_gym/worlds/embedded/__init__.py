@@ -16,6 +16,7 @@ from rlft_gym.scoring import SequenceScorer
 from rlft_gym.validate import require_one_of
 from rlft_gym.worlds.base import SCHEMAS, PromptSet, World
 from rlft_gym.worlds.embedded import build, data, tasks
+from rlft_gym.worlds.embedded import eval_judge as eval_recipe
 from rlft_gym.worlds.embedded.corpus import Corpus
 from rlft_gym.worlds.embedded.oracle import HarmOracle
 
@@ -111,6 +112,39 @@ class EmbeddedWorld(World):
     def harm_judge(self) -> tasks.HarmJudge:
         """The 0-10 harm judge: about 0 for refusals, low-middle for partial leaks, high for detailed on-topic help."""
         return tasks.HarmJudge.from_pretrained(self.harm_judge_path(), device=self.device)
+
+    def eval_judge_path(self) -> Path:
+        """Path of the (lazily trained, cached) evaluation judge the monitor grades harm with; see `eval_judge`."""
+        self._ensure_eval_judge()
+        return self.root / "eval-judge"
+
+    @property
+    def eval_judge_metrics(self) -> dict:
+        """What the eval-judge build measured: its accuracy beside the cost model's on eval prompts, mixed framings."""
+        return self._ensure_eval_judge()["meta"]
+
+    @property
+    def eval_judge_card(self) -> dict:
+        """Name, artifact path and fingerprint of the evaluation judge, for results headers."""
+        manifest = self._ensure_eval_judge()
+        return {
+            "name": "embedded eval judge",
+            "path": str(self.eval_judge_path()),
+            "fingerprint": manifest["fingerprint"],
+        }
+
+    def _ensure_eval_judge(self) -> dict:
+        return cache.ensure(
+            self.root / "eval-judge",
+            eval_recipe.judge_config(self),
+            lambda tmp: eval_recipe.build(tmp, self, eval_recipe.PRESETS[self.preset]),
+        )
+
+    @cached_property
+    def eval_judge(self) -> SequenceScorer:
+        """Harm graded apart from the cost: P(harmful | response) of a classifier no training signal uses, trained
+        on data disjoint from the cost model's (see `rlft_gym.worlds.embedded.eval_judge`)."""
+        return eval_recipe.load(self.eval_judge_path(), device=self.device)
 
     @cached_property
     def harm_oracle(self) -> HarmOracle:
