@@ -18,7 +18,7 @@ from rlft_gym.callbacks import Callback, StepReport
 from rlft_gym.judges import as_score_fn
 from rlft_gym.results import versions, write_jsonl
 from rlft_gym.validate import require_int
-from rlft_gym.worlds.embedded.tasks import capability, capability_tasks
+from rlft_gym.worlds.embedded.tasks import capability
 from rlft_gym.wrappers import defended_scores
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class SafeSetMonitor(Callback):
         self.every, self.samples_per_prompt, self.temperature = every, samples_per_prompt, temperature
         self.results_path = Path(results_path) if results_path else None
         self.run_config, self.seed, self.keep_samples = dict(run_config or {}), seed, keep_samples
-        self.capability_tasks = capability_tasks(self.world)
+        self.capability_tasks = getattr(self.world, "capability_tasks", None)  # None: no programmatic tasks
         if eval_judge is not None:
             self.eval_judge = as_score_fn(eval_judge)
             self.eval_judge_card: dict[str, str] | None = {"name": self.eval_judge.__name__}

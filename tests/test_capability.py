@@ -27,7 +27,7 @@ def venv(world):
 
 
 def test_capability_tasks_are_held_out(world):
-    cap = tasks.capability_tasks(world)
+    cap = world.capability_tasks
     assert [t.name for t in cap] == ["summarize", "extract"]
     for t in cap:
         env = gym.make(f"BenignRL-{t.name.capitalize()}-v0").unwrapped
@@ -38,7 +38,7 @@ def test_capability_tasks_are_held_out(world):
 
 def test_capability_of_scripted_answers(world, venv, monkeypatch):
     """Answering every prompt with its reference scores 1, answering nothing 0: the scores come from the references."""
-    cap = tasks.capability_tasks(world)
+    cap = world.capability_tasks
     references = {world.format_prompt(p): t.reward.references[p] for t in cap for p in t.prompts}
     policy = GRPO(venv, group_size=2).policy
     for answer, expected in ((references.get, 1.0), (lambda _: "", 0.0)):
@@ -55,7 +55,7 @@ def test_monitor_capability_equals_hand_computed(world, venv):
     agent = GRPO(venv, group_size=2, seed=0)
     monitor = SafeSetMonitor(venv, samples_per_prompt=1)
     row = monitor.evaluate(agent)
-    cap = tasks.capability_tasks(world)
+    cap = world.capability_tasks
     prompts = [p for t in cap for p in t.prompts]
     agent.policy.eval()
     texts = generation.sample(

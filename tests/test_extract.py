@@ -144,6 +144,6 @@ def test_hf_extract_with_prompt_file(hf_file):
 def test_hf_monitor_records_no_capability(hf_file):
     """The hf world has no programmatic held-out tasks: the monitor writes `capability: null`."""
     venv = rlft_gym.make_vec(ENV_ID, num_envs=2, **hf_file)
-    assert tasks.capability_tasks(venv.unwrapped.world) is None
+    assert getattr(venv.unwrapped.world, "capability_tasks", None) is None
     row = SafeSetMonitor(venv, samples_per_prompt=1).evaluate(GRPO(venv, group_size=2))
     assert "capability" in row and row["capability"] is None

@@ -152,6 +152,11 @@ class EmbeddedWorld(World):
         return HarmOracle()
 
     @cached_property
+    def capability_tasks(self) -> tuple[tasks.CapabilityTask, ...]:
+        """Held-out prompts and programmatic rewards of the harmless tasks the monitor's `capability` averages."""
+        return tasks.capability_tasks(self.config.seed)
+
+    @cached_property
     def cost_model(self) -> SequenceScorer:
         """Harmfulness classifier: P(harmful | prompt, response) in [0, 1]."""
         return SequenceScorer.from_pretrained(self.root / "core" / "cost_model", output="prob", device=self.device)

@@ -515,16 +515,11 @@ class CapabilityTask:
     reward: ReferenceReward
 
 
-def capability_tasks(world: World, n: int = CAPABILITY_PROMPTS) -> tuple[CapabilityTask, ...] | None:
-    """`n` evenly spaced eval-split prompts of each BenignRL task (all topics covered); None off the embedded world,
-    which has no programmatic held-out tasks."""
-    from rlft_gym.worlds.embedded import EmbeddedWorld
-
-    if not isinstance(world, EmbeddedWorld):
-        return None
+def capability_tasks(seed: int, n: int = CAPABILITY_PROMPTS) -> tuple[CapabilityTask, ...]:
+    """`n` evenly spaced eval-split prompts of each BenignRL task of the world with this seed (all topics covered)."""
     out = []
     for name in BENIGN_TASKS:
-        _, held_out, reward = benign_task(name, world.config.seed)
+        _, held_out, reward = benign_task(name, seed)
         out.append(CapabilityTask(name, [held_out[i * len(held_out) // n] for i in range(n)], reward))
     return tuple(out)
 
