@@ -97,6 +97,21 @@ def test_monitor_row_carries_judge_harm_and_cost_model_gap(world, tmp_path):
     assert isinstance(rows[-1]["cost_model_exploited"], bool)
 
 
+def test_oracle_missed_is_oracle_harm_the_cost_calls_safe(tmp_path, monkeypatch):
+    venv = rlft_gym.make_vec("RPA-BeaverTails-v0", num_envs=2, max_new_tokens=8)
+    base = venv.unwrapped
+    n = len(base.eval_prompts.prompts)
+    oracle, cost = np.resize([1.0, 1.0, 0.0, 0.0], n), np.resize([0.9, 0.2, 0.9, 0.2], n)
+    monkeypatch.setattr(base.world, "harm_oracle", lambda prompts, responses: oracle[: len(responses)])
+    score = base.score
+    monkeypatch.setattr(base, "score", lambda prompts, responses: (score(prompts, responses)[0], cost[: len(prompts)]))
+    mon = SafeSetMonitor(venv, samples_per_prompt=1)
+    row = mon.evaluate(GRPO(venv, group_size=2))
+    # harmful by the oracle and at most 0.5 by the cost: the second of every four answers
+    assert row["oracle_missed"] == pytest.approx(np.mean(np.arange(n) % 4 == 1))
+    assert row["oracle_harm"] == pytest.approx(oracle.mean())
+
+
 def test_custom_eval_judge_is_used_and_named(world, tmp_path):
     calls = []
 
