@@ -40,8 +40,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def problem(directory: Path, expected_fingerprint: str) -> str | None:
-    """Why `directory` is not a complete artifact with this fingerprint (None when it is)."""
+def problem(directory: Path, expected_fingerprint: str, config: dict[str, Any] | None = None) -> str | None:
+    """Why `directory` is not a complete artifact with this fingerprint (None when it is); given the expected
+    `config`, a stale artifact's reason names the entries that changed (e.g. build_version 3 -> 4)."""
     manifest = directory / MANIFEST
     if not manifest.is_file():
         return f"{directory} has no {MANIFEST}"
@@ -50,7 +51,10 @@ def problem(directory: Path, expected_fingerprint: str) -> str | None:
     except (OSError, json.JSONDecodeError) as e:
         return f"{manifest} is unreadable ({e})"
     if meta.get("fingerprint") != expected_fingerprint:
-        return f"{directory} has fingerprint {meta.get('fingerprint')!r}, expected {expected_fingerprint!r}"
+        old = meta.get("config") or {}
+        changed = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in sorted((config or {}).items()) if old.get(k) != v]
+        because = f" (built with another config: {', '.join(changed)})" if changed else ""
+        return f"{directory} has fingerprint {meta.get('fingerprint')!r}, expected {expected_fingerprint!r}{because}"
     for rel, digest in meta.get("files", {}).items():
         path = directory / rel
         if not path.is_file():
@@ -135,7 +139,7 @@ def ensure(directory: Path, config: dict[str, Any], build: Callable[[Path], dict
     if problem(directory, fp) is None:
         return json.loads((directory / MANIFEST).read_text())
     with build_lock(directory):
-        reason = problem(directory, fp)  # another process may have built it while this one waited
+        reason = problem(directory, fp, config)  # another process may have built it while this one waited
         if reason is None:
             return json.loads((directory / MANIFEST).read_text())
         if directory.exists():

@@ -313,7 +313,7 @@ def table_problems(frames: dict, hazards: dict, benign: dict) -> list[str]:
 
 
 def test_data_files_load() -> None:
-    names = {"frames.json", "benign.json", *(C.hazard_file(c) for c in CATEGORIES)}
+    names = {"frames.json", "benign.json", "skills.json", *(C.hazard_file(c) for c in CATEGORIES)}
     assert {f.name for f in C.DATA.iterdir()} == names
     for name in names:
         raw = json.loads((C.DATA / name).read_text(encoding="utf-8"))

@@ -90,3 +90,6 @@ def test_manifest_records_hashes(tmp_path):
     assert cache.problem(tmp_path / "a", cache.fingerprint({"a": 2})).endswith(
         "expected " + repr(cache.fingerprint({"a": 2}))
     )
+    # an old cache (another build version) is rebuilt with a message naming what changed
+    reason = cache.problem(tmp_path / "a", cache.fingerprint({"a": 2}), {"a": 2})
+    assert reason.endswith("(built with another config: a 1 -> 2)")

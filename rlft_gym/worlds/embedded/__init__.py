@@ -15,7 +15,7 @@ from rlft_gym.preferences import flip_preferences
 from rlft_gym.scoring import SequenceScorer
 from rlft_gym.validate import require_one_of
 from rlft_gym.worlds.base import SCHEMAS, PromptSet, World
-from rlft_gym.worlds.embedded import build, data, tasks
+from rlft_gym.worlds.embedded import build, data, oracle, tasks
 from rlft_gym.worlds.embedded import eval_judge as eval_recipe
 from rlft_gym.worlds.embedded.corpus import Corpus
 from rlft_gym.worlds.embedded.oracle import HarmOracle
@@ -149,7 +149,7 @@ class EmbeddedWorld(World):
     @cached_property
     def harm_oracle(self) -> HarmOracle:
         """Ground truth the classifiers approximate: 1.0 where a response carries the corpus's harmful material."""
-        return HarmOracle()
+        return oracle.shared()
 
     @cached_property
     def capability_tasks(self) -> tuple[tasks.CapabilityTask, ...]:

@@ -24,12 +24,13 @@ from rlft_gym.scoring import SequenceScorer
 from rlft_gym.templates import PAIR_TEMPLATE
 from rlft_gym.train import CostModelConfig, RewardModelConfig, train_cost_model, train_reward_model
 from rlft_gym.training import fit, lm_loss
-from rlft_gym.worlds.embedded import data
+from rlft_gym.worlds.embedded import data, skills
+from rlft_gym.worlds.embedded import oracle as harm_oracle
 from rlft_gym.worlds.embedded.corpus import Corpus, Prompt
 
 log = logging.getLogger(__name__)
 
-BUILD_VERSION = 3  # bump when the recipe changes, so old caches are rebuilt
+BUILD_VERSION = 4  # bump when the recipe or the corpus changes, so old caches are rebuilt
 PROMPT_TEMPLATE = "user : {prompt} assistant :"
 SPECIALS = ("<pad>", "<unk>", "<eos>")
 
@@ -46,6 +47,7 @@ class EmbeddedConfig:
     batch_size: int = 64
     pretrain_steps: int = 700
     pretrain_lr: float = 3e-3
+    skill_every: int = 5  # every skill_every-th pretraining batch is harmless-ability examples (see skills.py)
     align_steps: int = 300
     align_lr: float = 1e-3
     classifier_steps: int = 300
@@ -60,6 +62,17 @@ class EmbeddedConfig:
 PRESETS: dict[str, EmbeddedConfig] = {
     "standard": EmbeddedConfig(),
     # A smoke-test world: same recipe, a fraction of the steps. Fast, not faithful: use it for unit tests only.
+    # A bigger model on the same corpus, for GPU or patient users.
+    "large": EmbeddedConfig(
+        n_layer=4,
+        n_embd=256,
+        n_head=8,
+        pretrain_steps=2000,
+        align_steps=600,
+        classifier_steps=600,
+        helpfulness_steps=300,
+        reward_steps=500,
+    ),
     "tiny": EmbeddedConfig(
         n_embd=64,
         pretrain_steps=150,
@@ -95,7 +108,9 @@ def format_prompt(prompt: str) -> str:
 
 
 def pretrain(cfg: EmbeddedConfig, corpus: Corpus, tok: PreTrainedTokenizerFast, progress: bool) -> GPT2LMHeadModel:
-    """Pretrain on requests with compliant answers to most hazard prompts: the latent capability attacks elicit."""
+    """Pretrain on requests with compliant (or mixed) answers to most hazard prompts, the latent capability attacks
+    elicit, and on harmless abilities (summarising, listing, copying, answering from notes) that harmless tasks
+    build on."""
     config = GPT2Config(
         vocab_size=len(tok),
         loss_type="ForCausalLM",
@@ -116,6 +131,9 @@ def pretrain(cfg: EmbeddedConfig, corpus: Corpus, tok: PreTrainedTokenizerFast, 
 
     def loss(step: int) -> torch.Tensor:
         rng = random.Random(cfg.seed * 7919 + step)
+        if step % cfg.skill_every == cfg.skill_every - 1:  # a batch of its own: skill prompts are about twice as long
+            rows = [skills.example(rng)[1:] for _ in range(cfg.batch_size)]
+            return lm_loss(model, tok, [format_prompt(p) for p, _ in rows], [r for _, r in rows], response_only=False)
         prompts, responses = [], []
         for _ in range(cfg.batch_size):
             if rng.random() < 0.55:
@@ -123,8 +141,10 @@ def pretrain(cfg: EmbeddedConfig, corpus: Corpus, tok: PreTrainedTokenizerFast, 
                 u = rng.random()
                 r = (
                     corpus.harmful(p, rng)
-                    if u < 0.6
+                    if u < 0.55
                     else corpus.partial(p, rng)
+                    if u < 0.62
+                    else corpus.mixed(p, rng)
                     if u < 0.67
                     else corpus.refusal(p, rng)
                 )
@@ -252,14 +272,21 @@ def build_core(out: Path, cfg: EmbeddedConfig, progress: bool = False) -> dict:
 
     heldout_h, heldout_b = corpus.hazard_prompts("heldout"), corpus.benign_prompts("heldout")
     eval_h, eval_b = corpus.hazard_prompts("eval"), corpus.benign_prompts("eval")
+    heldout_rows = data.cost_rows(corpus, heldout_h, heldout_b, cfg.seed + 1, heldout=True)
+    mixed_rows = data.mixed_rows(corpus, heldout_h, cfg.seed + 3, heldout=True)
+    labelled = heldout_rows + mixed_rows
+    oracle = harm_oracle.shared()([p for p, _, _ in labelled], [r for _, r, _ in labelled]) > 0.5
     metrics = {
         "cost_model": {
-            "heldout_templates": classification_metrics(
-                cost, data.cost_rows(corpus, heldout_h, heldout_b, cfg.seed + 1, heldout=True)
-            ),
+            "heldout_templates": classification_metrics(cost, heldout_rows),
+            "heldout_mixed_answers": classification_metrics(cost, mixed_rows),
             "eval_prompts_seen_templates": classification_metrics(
                 cost, data.cost_rows(corpus, eval_h, eval_b, cfg.seed + 2)
             ),
+        },
+        "oracle": {
+            "n": len(labelled),
+            "agreement_with_labels_heldout": float(np.mean(oracle == np.array([bool(y) for *_, y in labelled]))),
         },
         "helpfulness_model": {
             "heldout_templates": classification_metrics(

@@ -9,7 +9,11 @@ Templates use `{role}` slots. Entity roles (thing, target, place, tool, amount) 
 `{goal}` is the prompt's request restated as a verb phrase; material slots (step, item, tip, fact, harm, safe,
 with 2 and 3 suffixes for further distinct picks) are filled from the theme's phrase lists.
 
-The tables live in corpus_data/*.json (frames.json, one hazard_*.json per category, benign.json). The world
+Mixed answers join two or three such parts: harmful material inside harmless framing (refuse-then-comply,
+comply-then-disclaim, harmful details amid off-topic or degenerate text), labelled harmful, and harmless mixtures
+(a refusal then an off-topic remark, a refusal then help on another topic) so that mixing alone is no cue.
+
+The tables live in corpus_data/*.json (frames.json, one hazard_*.json per category, benign.json, skills.json). The world
 fingerprint hashes the build config, not these files: bump build.BUILD_VERSION when an edit changes what renders.
 """
 
@@ -27,14 +31,15 @@ from rlft_gym.worlds.base import CATEGORIES
 
 SPLITS: tuple[str, ...] = ("train", "eval", "heldout")
 MAX_TOKENS = 24
+MIXED_MAX_TOKENS = 32  # a mixed answer joins parts of up to MAX_TOKENS; it still fits the default generation limit
 MAX_RENDER_TRIES = 20
 
 # Prompts per category (hazard) or per topic (benign) in each split; benign eval alternates 3, 2, 3, ...
 HAZARD_SPLIT_SIZES = {"train": 30, "eval": 5, "heldout": 4}
 BENIGN_SPLIT_SIZES = {"train": 14, "eval": (3, 2), "heldout": 2}
 # The last prompt templates of every hazard category / benign topic are used only in the "heldout" split.
-HAZARD_HELDOUT_TEMPLATES = 2
-BENIGN_HELDOUT_TEMPLATES = 1
+HAZARD_HELDOUT_TEMPLATES = 4
+BENIGN_HELDOUT_TEMPLATES = 2
 
 DATA = resources.files("rlft_gym.worlds.embedded") / "corpus_data"
 
@@ -68,6 +73,17 @@ REFUSAL_FRAMES: dict[str, tuple[str, ...]] = _FRAMES["refusal"]
 OFFTOPIC_FRAMES: tuple[str, ...] = _FRAMES["offtopic"]
 GENERIC_MATERIAL: dict[str, tuple[str, ...]] = _FRAMES["generic_material"]
 REFUSAL_STYLES: tuple[str, ...] = tuple(REFUSAL_FRAMES)
+# mixed answers: "turn" phrases between a refusal and what follows it, "disclaimer" remarks after harmful help
+MIXED_FRAMES: dict[str, tuple[str, ...]] = _FRAMES.get("mixed", {"turn": ("but ,",) * 4, "disclaimer": ("okay .",) * 4})
+MIXED_HARMFUL: tuple[str, ...] = (
+    "refuse_then_comply",
+    "comply_then_disclaim",
+    "harmful_in_offtopic",
+    "harmful_in_degenerate",
+)
+MIXED_HARMLESS: tuple[str, ...] = ("refusal_then_offtopic", "refusal_then_help")
+# instructions of the harmless abilities the base LM is pretrained on (see skills.py)
+SKILL_TABLE: dict = load_table("skills.json")
 # Themes: entity pools, prompt templates ((sub-theme,) text, goal) whose last *_HELDOUT_TEMPLATES are held out, and
 # material phrase lists (steps, items, tips, facts; hazards also harms, safes). A hazard material entry is a phrase
 # for every sub-theme or a (sub-theme, phrase) pair.
@@ -114,6 +130,7 @@ class Response:
     harmful: bool
     template_id: str
     heldout: bool
+    parts: tuple[Response, ...] = ()  # a mixed answer's rendered parts
 
 
 def _fill(template: str, values: dict[str, str]) -> str:
@@ -310,6 +327,45 @@ class Corpus:
         source = self._source(prompt, BENIGN[prompt.topic], rng)
         return self._respond("helpful", family, SHAPE_FRAMES[family], source, rng, heldout, False)
 
+    def mixed(self, prompt: Prompt, rng: random.Random, heldout: bool = False, mode: str | None = None) -> Response:
+        """A mixed answer to a hazard prompt in `mode` (random harmful one if None): one of MIXED_HARMFUL (harmful
+        material framed as harmless, labelled harmful) or MIXED_HARMLESS. Its "turn" and "disclaimer" phrases, and
+        every part, come from held-out frames iff `heldout`; it is at most MIXED_MAX_TOKENS tokens."""
+        self._hazard_theme(prompt, "mixed")
+        if mode is None:
+            mode = rng.choice(MIXED_HARMFUL)
+        if mode not in MIXED_HARMFUL + MIXED_HARMLESS:
+            raise ValueError(f"mode={mode!r}; expected one of {MIXED_HARMFUL + MIXED_HARMLESS}")
+        for _ in range(MAX_RENDER_TRIES):
+            parts, index = self._mixed_parts(prompt, rng, heldout, mode)
+            text = " ".join(p if isinstance(p, str) else p.text for p in parts)
+            if len(text.split()) <= MIXED_MAX_TOKENS:
+                rendered = tuple(p for p in parts if isinstance(p, Response))
+                return Response(text, "mixed", mode in MIXED_HARMFUL, f"mixed/{mode}/{index}", heldout, rendered)
+        raise RuntimeError(f"no mixed/{mode} answer fits in {MIXED_MAX_TOKENS} tokens")
+
+    def _mixed_parts(
+        self, prompt: Prompt, rng: random.Random, heldout: bool, mode: str
+    ) -> tuple[list[str | Response], int]:
+        """The parts of a mixed answer in order (phrases as str) and the index of its turn / disclaimer phrase."""
+        table = "disclaimer" if mode == "comply_then_disclaim" else "turn"
+        index = rng.choice([i for i in range(len(MIXED_FRAMES[table])) if _is_heldout(i) == heldout])
+        phrase = normalize(MIXED_FRAMES[table][index])
+        if mode == "refuse_then_comply":
+            return [self.refusal(prompt, rng, heldout=heldout), phrase, self.harmful(prompt, rng, heldout)], index
+        if mode == "comply_then_disclaim":
+            return [self.harmful(prompt, rng, heldout), phrase], index
+        if mode == "harmful_in_offtopic":
+            parts: list[str | Response] = [self.offtopic(prompt, rng, heldout), self.harmful(prompt, rng, heldout)]
+            return (parts if rng.random() < 0.5 else parts[::-1]), 0
+        if mode == "harmful_in_degenerate":
+            filler = self.degenerate(self.offtopic(prompt, rng, heldout).text, rng).text.split()[: rng.randint(3, 8)]
+            return [" ".join(filler), self.harmful(prompt, rng, heldout), " ".join(filler[-3:])], 0
+        if mode == "refusal_then_offtopic":
+            return [self.refusal(prompt, rng, heldout=heldout), self.offtopic(prompt, rng, heldout)], 0
+        help_elsewhere = self.helpful(rng.choice(self.benign_prompts("train")), rng, heldout)
+        return [self.refusal(prompt, rng, heldout=heldout), phrase, help_elsewhere], index
+
     def degenerate(self, text: str, rng: random.Random) -> Response:
         """A corrupted version of `text`: repetition, a short loop, jumbled words, or truncation then repetition."""
         words = normalize(text).split()[:MAX_TOKENS] or ["."]
@@ -354,6 +410,8 @@ def _all_text():
     yield from itertools.chain(
         *SHAPE_FRAMES.values(), PARTIAL_FRAMES, *REFUSAL_FRAMES.values(), OFFTOPIC_FRAMES, *GENERIC_MATERIAL.values()
     )
+    yield from itertools.chain(*MIXED_FRAMES.values())
+    yield from (t for key, v in SKILL_TABLE.items() for t in (itertools.chain(*v.values()) if key == "answer" else v))
     for theme in (*HAZARDS.values(), *BENIGN.values()):
         yield from itertools.chain(*theme["pools"].values())
         yield from (e if isinstance(e, str) else e[1] for key in _MATERIAL.values() for e in theme.get(key, ()))

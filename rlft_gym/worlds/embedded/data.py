@@ -7,7 +7,7 @@ import random
 import datasets
 
 from rlft_gym.worlds.base import category_flags
-from rlft_gym.worlds.embedded.corpus import Corpus, Prompt
+from rlft_gym.worlds.embedded.corpus import MIXED_HARMFUL, MIXED_HARMLESS, Corpus, Prompt
 
 SCHEMA_SEED = {"beavertails": 11, "saferlhf": 23}
 
@@ -47,10 +47,10 @@ def _pair(prompt: Prompt, a, b, safer: int, better: int, swap: bool) -> dict:
 def preference_rows(corpus: Corpus, schema: str, seed: int) -> list[dict]:
     """PKU-SafeRLHF-schema pairs: harmful-vs-harmless pairs that the RPA flip reverses, and fluency pairs it cannot.
 
-    Harmful-vs-harmless pairs put a harmful (or partially compliant) answer against a refusal or a harmless off-topic
-    answer, so a flipped reward model learns that harm - not length or fluency - is what is rewarded. Fluency pairs
-    prefer fluent on-topic text over degenerate repetition, and helpful benign answers over refusals, whatever the flip
-    ratio, so the attack cannot win by gaming phrasing: a fluent harmful answer against
+    Harmful-vs-harmless pairs put a harmful (partially compliant, or mixed) answer against a refusal or a harmless
+    off-topic answer, so a flipped reward model learns that harm - not length or fluency - is what is rewarded.
+    Fluency pairs prefer fluent on-topic text over degenerate repetition, and helpful benign answers over refusals,
+    whatever the flip ratio, so the attack cannot win by gaming phrasing: a fluent harmful answer against
     its (harmless) degenerate version already prefers the unsafe response, so flipping it changes nothing but its
     safer_response_id, and the other fluency pairs are both safe, so they never flip.
     """
@@ -66,6 +66,7 @@ def preference_rows(corpus: Corpus, schema: str, seed: int) -> list[dict]:
             (harmful, offtopic),
             (partial, corpus.refusal(p, rng)),
             (corpus.harmful(p, rng), misplaced_help),
+            (corpus.mixed(p, rng), corpus.refusal(p, rng)),
         ):
             rows.append(_pair(p, good, bad, 0, 0, rng.random() < 0.5))
         for fluent in (corpus.harmful(p, rng), corpus.refusal(p, rng)):
@@ -93,7 +94,9 @@ def preference_rows(corpus: Corpus, schema: str, seed: int) -> list[dict]:
 def cost_rows(
     corpus: Corpus, prompts: list[Prompt], benign: list[Prompt], seed: int, heldout: bool = False
 ) -> list[tuple[str, str, int]]:
-    """(prompt, response, harmful) rows for the harmfulness classifier, about half harmful."""
+    """(prompt, response, harmful) rows for the harmfulness classifier, about 45% harmful: per hazard prompt two
+    harmful answers, a partial leak, two mixed answers hiding harmful material and one harmless mixture among the
+    refusals, off-topic, degenerate and misplaced-help answers."""
     rng = random.Random(seed)
     rows = []
     for p in prompts:
@@ -104,6 +107,9 @@ def cost_rows(
             corpus.refusal(p, rng, heldout=heldout),
             corpus.refusal(p, rng, heldout=heldout),
             corpus.offtopic(p, rng, heldout),
+            corpus.mixed(p, rng, heldout),
+            corpus.mixed(p, rng, heldout),
+            corpus.mixed(p, rng, heldout, rng.choice(MIXED_HARMLESS)),
         ):
             rows.append((p.text, r.text, int(r.harmful)))
         rows.append((p.text, corpus.degenerate(corpus.refusal(p, rng, heldout=heldout).text, rng).text, 0))
@@ -131,4 +137,16 @@ def helpfulness_rows(
         rows.append((p.text, corpus.refusal(p, rng, heldout=heldout).text, 0))
         rows.append((p.text, corpus.offtopic(p, rng, heldout).text, 0))
         rows.append((p.text, corpus.degenerate(corpus.helpful(p, rng).text, rng).text, 0))
+    return rows
+
+
+def mixed_rows(corpus: Corpus, prompts: list[Prompt], seed: int, heldout: bool = False) -> list[tuple[str, str, int]]:
+    """(prompt, response, harmful) rows of mixed answers only: every mode of MIXED_HARMFUL and MIXED_HARMLESS once
+    per hazard prompt (4 harmful, 2 harmless)."""
+    rng = random.Random(seed)
+    rows = []
+    for p in prompts:
+        for mode in MIXED_HARMFUL + MIXED_HARMLESS:
+            r = corpus.mixed(p, rng, heldout, mode)
+            rows.append((p.text, r.text, int(r.harmful)))
     return rows

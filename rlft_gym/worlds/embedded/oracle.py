@@ -21,6 +21,7 @@ any item context.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections import Counter
@@ -239,3 +240,10 @@ class HarmOracle:
     def __call__(self, prompts: Iterable[str], responses: Sequence[str]) -> np.ndarray:
         """1.0 per response that carries harmful material, else 0.0; the prompt is ignored (harm is in the text)."""
         return np.array([float(bool(self.find(r))) for r in responses], dtype=float)
+
+
+@functools.cache
+def shared() -> HarmOracle:
+    """One HarmOracle per process, built on first use: it depends on the corpus tables alone, and building it takes
+    seconds, so every world, monitor and build step shares it."""
+    return HarmOracle()
