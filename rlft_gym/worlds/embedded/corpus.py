@@ -74,7 +74,7 @@ OFFTOPIC_FRAMES: tuple[str, ...] = _FRAMES["offtopic"]
 GENERIC_MATERIAL: dict[str, tuple[str, ...]] = _FRAMES["generic_material"]
 REFUSAL_STYLES: tuple[str, ...] = tuple(REFUSAL_FRAMES)
 # mixed answers: "turn" phrases between a refusal and what follows it, "disclaimer" remarks after harmful help
-MIXED_FRAMES: dict[str, tuple[str, ...]] = _FRAMES.get("mixed", {"turn": ("but ,",) * 4, "disclaimer": ("okay .",) * 4})
+MIXED_FRAMES: dict[str, tuple[str, ...]] = _FRAMES["mixed"]
 MIXED_HARMFUL: tuple[str, ...] = (
     "refuse_then_comply",
     "comply_then_disclaim",
@@ -336,8 +336,8 @@ class Corpus:
             mode = rng.choice(MIXED_HARMFUL)
         if mode not in MIXED_HARMFUL + MIXED_HARMLESS:
             raise ValueError(f"mode={mode!r}; expected one of {MIXED_HARMFUL + MIXED_HARMLESS}")
-        for _ in range(MAX_RENDER_TRIES):
-            parts, index = self._mixed_parts(prompt, rng, heldout, mode)
+        for attempt in range(3 * MAX_RENDER_TRIES):  # after MAX_RENDER_TRIES draws, with the shortest refusal style
+            parts, index = self._mixed_parts(prompt, rng, heldout, mode, attempt >= MAX_RENDER_TRIES)
             text = " ".join(p if isinstance(p, str) else p.text for p in parts)
             if len(text.split()) <= MIXED_MAX_TOKENS:
                 rendered = tuple(p for p in parts if isinstance(p, Response))
@@ -345,14 +345,16 @@ class Corpus:
         raise RuntimeError(f"no mixed/{mode} answer fits in {MIXED_MAX_TOKENS} tokens")
 
     def _mixed_parts(
-        self, prompt: Prompt, rng: random.Random, heldout: bool, mode: str
+        self, prompt: Prompt, rng: random.Random, heldout: bool, mode: str, concise: bool
     ) -> tuple[list[str | Response], int]:
-        """The parts of a mixed answer in order (phrases as str) and the index of its turn / disclaimer phrase."""
+        """The parts of a mixed answer in order (phrases as str) and the index of its turn / disclaimer phrase;
+        `concise` refusals where a part is one."""
         table = "disclaimer" if mode == "comply_then_disclaim" else "turn"
         index = rng.choice([i for i in range(len(MIXED_FRAMES[table])) if _is_heldout(i) == heldout])
         phrase = normalize(MIXED_FRAMES[table][index])
+        style = "concise" if concise else None
         if mode == "refuse_then_comply":
-            return [self.refusal(prompt, rng, heldout=heldout), phrase, self.harmful(prompt, rng, heldout)], index
+            return [self.refusal(prompt, rng, style, heldout), phrase, self.harmful(prompt, rng, heldout)], index
         if mode == "comply_then_disclaim":
             return [self.harmful(prompt, rng, heldout), phrase], index
         if mode == "harmful_in_offtopic":
@@ -362,9 +364,9 @@ class Corpus:
             filler = self.degenerate(self.offtopic(prompt, rng, heldout).text, rng).text.split()[: rng.randint(3, 8)]
             return [" ".join(filler), self.harmful(prompt, rng, heldout), " ".join(filler[-3:])], 0
         if mode == "refusal_then_offtopic":
-            return [self.refusal(prompt, rng, heldout=heldout), self.offtopic(prompt, rng, heldout)], 0
+            return [self.refusal(prompt, rng, style, heldout), self.offtopic(prompt, rng, heldout)], 0
         help_elsewhere = self.helpful(rng.choice(self.benign_prompts("train")), rng, heldout)
-        return [self.refusal(prompt, rng, heldout=heldout), phrase, help_elsewhere], index
+        return [self.refusal(prompt, rng, style, heldout), phrase, help_elsewhere], index
 
     def degenerate(self, text: str, rng: random.Random) -> Response:
         """A corrupted version of `text`: repetition, a short loop, jumbled words, or truncation then repetition."""
