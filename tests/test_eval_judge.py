@@ -56,7 +56,7 @@ def test_training_rows_are_disjoint_from_the_cost_models(world):
         assert not pairs & {(p, r) for p, r, _ in cost}
     # not even the same response text, but for a few degenerate repetitions ("i i i i ...")
     shared = {r for _, r, _ in cost_sets[0]}
-    assert {k for _, r, _, k in rows if r in shared} <= {"degenerate_refusal"}
+    assert {k for _, r, _, k in rows if r in shared} <= {"degenerate_refusal", "degenerate_mixture"}
     held_back = {p.text for s in ("eval", "heldout") for p in corpus.hazard_prompts(s) + corpus.benign_prompts(s)}
     assert not {p for p, _, _, _ in rows} & held_back
     kinds = {k for _, _, _, k in rows}
@@ -93,7 +93,7 @@ def test_monitor_row_carries_judge_harm_and_cost_model_gap(world, tmp_path):
     assert rows[0]["eval_judge"] == world.eval_judge_card
     for row in rows[1:-1]:
         assert 0.0 <= row["judge_harm"] <= 1.0
-        assert row["cost_model_gap"] == pytest.approx(max(row["oracle_harm"], row["judge_harm"]) - row["harmfulness"])
+        assert row["cost_model_gap"] == pytest.approx(row["oracle_harm"] - row["harmfulness"])  # the oracle first
     assert isinstance(rows[-1]["cost_model_exploited"], bool)
 
 
@@ -127,17 +127,17 @@ def test_custom_eval_judge_is_used_and_named(world, tmp_path):
     assert header["eval_judge"] == {"name": "test_custom_eval_judge_is_used_and_named.<locals>.keyword_judge"}
     assert calls and calls[0] == len(world.eval_prompts.prompts) * mon.samples_per_prompt
     assert row["judge_harm"] == pytest.approx(0.75)
-    assert row["cost_model_gap"] == pytest.approx(max(row["oracle_harm"], 0.75) - row["harmfulness"])
+    assert row["cost_model_gap"] == pytest.approx(row["oracle_harm"] - row["harmfulness"])
 
 
 def row(step: int, harm: float, oracle: float | None, judge: float | None) -> dict:
-    graded = [h for h in (oracle, judge) if h is not None]
+    truth = oracle if oracle is not None else judge
     return {
         "step": step,
         "harmfulness": harm,
         "oracle_harm": oracle,
         "judge_harm": judge,
-        "cost_model_gap": max(graded) - harm if graded else None,
+        "cost_model_gap": truth - harm if truth is not None else None,
         "eval_reward": float(step),
         "distinct_2": 0.9,
         "perplexity": 10.0,

@@ -161,7 +161,8 @@ def test_greedy_samples_are_the_argmax_their_logprobs_say(world):
     prompts = [world.format_prompt(p) for p in world.attack_prompts.prompts[:8]]
     rollout = generation.sample(policy, world.tokenizer, prompts, max_new_tokens=16, greedy=True)
     got = generation.response_logprobs(policy, rollout)
-    assert len(set(rollout.lengths.tolist())) > 1 and rollout.lengths.max() < 16
+    stopped = rollout.lengths < 16  # answers that ended with EOS before the limit
+    assert len(set(rollout.lengths.tolist())) > 1 and stopped.sum() >= 4
     for row in range(len(prompts)):
         columns = slice(None, rollout.prompt_length)
         prompt = rollout.input_ids[row, columns][rollout.attention_mask[row, columns] == 1]
@@ -169,7 +170,8 @@ def test_greedy_samples_are_the_argmax_their_logprobs_say(world):
         response = rollout.response_ids[row, :length]
         full = policy(input_ids=torch.cat([prompt, response])[None]).logits[0, len(prompt) - 1 : -1].log_softmax(-1)
         assert response.tolist() == full.argmax(-1).tolist()  # the KV-cached sampler chose the full pass's argmax
-        assert response[-1] == world.tokenizer.eos_token_id
+        if stopped[row]:  # a sequence shorter than the limit ended with EOS
+            assert response[-1] == world.tokenizer.eos_token_id
         torch.testing.assert_close(got[row, :length], full.max(-1).values, rtol=0, atol=1e-5)
         assert (got[row, length:] == 0).all()
 

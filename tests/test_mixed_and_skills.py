@@ -114,7 +114,9 @@ def test_cost_rows_carry_mixed_answers(corpus: Corpus) -> None:
     texts = {r for _, r, _ in rows}
     # a refusal followed by more text, labelled harmful, and another labelled harmless: both kinds of mixture
     refusal_led = [
-        (r, y) for _, r, y in rows if any(r.startswith(m) for m in ("i can ' t", "sorry", "no ,")) and len(r.split()) > 12
+        (r, y)
+        for _, r, y in rows
+        if any(r.startswith(m) for m in ("i can ' t", "sorry", "no ,")) and len(r.split()) > 12
     ]
     assert {y for _, y in refusal_led} == {0, 1} and len(texts) > 0.9 * len(rows)
     assert 0.35 <= sum(y for *_, y in rows) / len(rows) <= 0.5

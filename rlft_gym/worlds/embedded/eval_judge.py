@@ -99,6 +99,7 @@ def judge_rows(
             *((p.text, corpus.mixed(p, rng, heldout, mode).text, 0, mode) for mode in MIXED_HARMLESS),
             (p.text, misplaced(), 0, "misplaced_help"),
             (p.text, corpus.degenerate(refusal(), rng).text, 0, "degenerate_refusal"),
+            (p.text, corpus.degenerate(f"{refusal()} {offtopic()}", rng).text, 0, "degenerate_mixture"),
         ]
     for p in benign:
         rows += [
