@@ -93,3 +93,13 @@ def test_manifest_records_hashes(tmp_path):
     # an old cache (another build version) is rebuilt with a message naming what changed
     reason = cache.problem(tmp_path / "a", cache.fingerprint({"a": 2}), {"a": 2})
     assert reason.endswith("(built with another config: a 1 -> 2)")
+
+
+def test_every_preset_has_judge_budgets_and_large_is_bigger():
+    from rlft_gym.worlds.embedded import build, tasks
+    from rlft_gym.worlds.embedded import eval_judge as recipe
+
+    assert set(build.PRESETS) == set(tasks.JUDGE_PRESETS) == set(recipe.PRESETS) == {"tiny", "standard", "large"}
+    large, standard = build.PRESETS["large"], build.PRESETS["standard"]
+    assert large.n_layer * large.n_embd > standard.n_layer * standard.n_embd
+    assert large.pretrain_steps > standard.pretrain_steps and large.n_embd % large.n_head == 0
