@@ -14,14 +14,14 @@ import rlft_gym
 from rlft_gym.agents import GRPO
 from rlft_gym.monitor import SafeSetMonitor
 from rlft_gym.worlds.embedded.corpus import HAZARDS, REFUSAL_STYLES, Corpus, Prompt, Response, normalize
-from rlft_gym.worlds.embedded.oracle import HarmOracle
+from rlft_gym.worlds.embedded.oracle import HarmOracle, shared
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
 def oracle() -> HarmOracle:
-    return HarmOracle()
+    return shared()  # the process's one oracle, which the world and the monitor use too
 
 
 @pytest.fixture(scope="module")
