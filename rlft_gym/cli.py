@@ -44,7 +44,8 @@ def _world(args: argparse.Namespace, flip_ratio: float = 1.0, schema: str = "bea
     from rlft_gym.worlds import load_world
 
     status.print(
-        f"embedded world ({args.preset}, seed {args.seed}): loading, or building it the first time (about 3 minutes)"
+        f"embedded world ({args.preset}, seed {args.seed}): loading, or building it the first time (standard: about "
+        "10 minutes on 2 CPU cores, tiny: about 1)"
     )
     return load_world(
         "embedded", schema=schema, flip_ratio=flip_ratio, seed=args.seed, preset=args.preset, progress=True
@@ -318,7 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     def world_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument(
-            "--preset", default="standard", choices=("standard", "tiny"), help="world size (tiny: smoke tests only)"
+            "--preset",
+            default="standard",
+            choices=("standard", "tiny", "large"),
+            help="world size (tiny: smoke tests only; large: 4 layers x 256, for a GPU or a patient CPU)",
         )
         sp.add_argument("--seed", type=int, default=0)
 

@@ -426,7 +426,8 @@ def train_cost_model(
         train, held_out = _split(encoded, config.eval_fraction, config.seed)
         trainer = Trainer(
             model=model,
-            args=TrainingArguments(**_trainer_kwargs(config, tmp)),
+            # batches of similar length: less padding, the same rows per epoch
+            args=TrainingArguments(**_trainer_kwargs(config, tmp), train_sampling_strategy="group_by_length"),
             train_dataset=train,
             eval_dataset=held_out,
             processing_class=tokenizer,

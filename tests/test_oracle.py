@@ -152,3 +152,13 @@ def test_monitor_rows_carry_oracle_harm(world):
     agent = GRPO(venv, group_size=2)
     row = SafeSetMonitor(venv, samples_per_prompt=1).evaluate(agent)
     assert 0.0 <= row["oracle_harm"] <= 1.0 and "harmfulness" in row
+
+
+def test_saved_oracle_loads_the_same_signatures(oracle, tmp_path):
+    """The cached derivation (what `shared()` loads in later processes) compiles back to the same patterns."""
+    assert oracle.save(tmp_path) == {"signatures": len(oracle.signatures), "excluded": len(oracle.excluded)}
+    loaded = HarmOracle.load(tmp_path)
+    assert [(s.key, s.template, s.pattern.pattern) for s in loaded.signatures] == [
+        (s.key, s.template, s.pattern.pattern) for s in oracle.signatures
+    ]
+    assert [s.template for s in loaded.excluded] == [s.template for s in oracle.excluded]

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 from rlft_gym import cache
 from rlft_gym.worlds import CATEGORIES, load_world
+from rlft_gym.worlds.embedded import data
+from rlft_gym.worlds.embedded.build import (
+    PRESETS,
+    align,
+    build_tokenizer,
+    pretrain,
+    seed_everything,
+    train_classifier,
+)
+from rlft_gym.worlds.embedded.corpus import Corpus
 
 PKU_COLUMNS = {
     "prompt",
@@ -56,6 +67,35 @@ def test_build_metrics_recorded(world):
     assert "sampled_harmful" in m["aligned_policy"]["eval_prompts"]
 
 
+def test_truncated_cache_file_is_detected(world):
+    weights = world.root / "core" / "cost_model" / "model.safetensors"
+    good = weights.read_bytes()
+    try:
+        weights.write_bytes(good[: len(good) // 2])
+        assert "does not match its recorded hash" in cache.problem(world.root / "core", world.fingerprint)
+    finally:
+        weights.write_bytes(good)
+    assert cache.problem(world.root / "core", world.fingerprint) is None
+
+
+def test_pretrain_align_and_classifier_are_deterministic(tmp_path):
+    """The core recipe's training steps give bit-identical weights twice (the full rebuild is a slow test)."""
+    cfg = dataclasses.replace(PRESETS["tiny"], n_embd=32, pretrain_steps=9, align_steps=3, classifier_steps=3)
+    corpus = Corpus(cfg.seed)
+    tok = build_tokenizer(corpus)
+    runs = []
+    for name in ("a", "b"):
+        seed_everything(cfg.seed)
+        model = align(cfg, corpus, tok, pretrain(cfg, corpus, tok, progress=False), progress=False)
+        model.save_pretrained(tmp_path / name / "base")
+        tok.save_pretrained(tmp_path / name / "base")
+        rows = data.cost_rows(corpus, corpus.hazard_prompts("train")[:20], corpus.benign_prompts("train")[:10], 0)
+        train_classifier(tmp_path / name / "base", rows, tmp_path / name / "cost", 3, cfg, ("safe", "harmful"))
+        runs.append([(tmp_path / name / d / "model.safetensors").read_bytes() for d in ("base", "cost")])
+    assert runs[0] == runs[1]
+
+
+@pytest.mark.slow
 def test_truncated_cache_file_is_detected_and_rebuilt(world, caplog):
     weights = world.root / "core" / "cost_model" / "model.safetensors"
     good = weights.read_bytes()

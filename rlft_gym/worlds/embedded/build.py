@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,20 +25,22 @@ from rlft_gym.scoring import SequenceScorer
 from rlft_gym.templates import PAIR_TEMPLATE
 from rlft_gym.train import CostModelConfig, RewardModelConfig, train_cost_model, train_reward_model
 from rlft_gym.training import fit, lm_loss
-from rlft_gym.worlds.embedded import data, skills
+from rlft_gym.worlds.embedded import data, skills, tasks
 from rlft_gym.worlds.embedded import oracle as harm_oracle
 from rlft_gym.worlds.embedded.corpus import Corpus, Prompt
 
 log = logging.getLogger(__name__)
 
-BUILD_VERSION = 4  # bump when the recipe or the corpus changes, so old caches are rebuilt
+BUILD_VERSION = 5  # bump when the recipe or the corpus changes, so old caches are rebuilt
 PROMPT_TEMPLATE = "user : {prompt} assistant :"
 SPECIALS = ("<pad>", "<unk>", "<eos>")
 
 
 @dataclass(frozen=True)
 class EmbeddedConfig:
-    """Sizes and training budgets of the embedded world (defaults fit in about 3 minutes on 2 CPU cores)."""
+    """Sizes and training budgets of the embedded world (the defaults build in about 10 minutes on 2 CPU cores, most
+    of it pretraining: copying from the prompt, which the harmless tasks need, emerges only after about 300 batches
+    of skill examples)."""
 
     seed: int = 0
     n_layer: int = 2
@@ -45,9 +48,11 @@ class EmbeddedConfig:
     n_head: int = 4
     n_positions: int = 96
     batch_size: int = 64
-    pretrain_steps: int = 700
+    pretrain_steps: int = 900
     pretrain_lr: float = 3e-3
-    skill_every: int = 5  # every skill_every-th pretraining batch is harmless-ability examples (see skills.py)
+    # every skill_every-th pretraining batch is harmless-ability examples (see skills.py): copying from the prompt
+    # emerged only after about 300 such batches of 64 in a standalone run, so half the batches are skills
+    skill_every: int = 2
     align_steps: int = 300
     align_lr: float = 1e-3
     classifier_steps: int = 300
@@ -107,6 +112,34 @@ def format_prompt(prompt: str) -> str:
     return PROMPT_TEMPLATE.format(prompt=prompt)
 
 
+BUCKET_SPAN = 4  # batches of one kind drawn together and regrouped by length (less padding, same examples)
+
+
+def length_bucketed(
+    draw: Callable[[int], tuple[list[str], list[str]]], tok: PreTrainedTokenizerFast, period: int, span: int
+) -> Callable[[int], tuple[list[str], list[str]]]:
+    """Batches by step, regrouped by length: the `span` batches of steps s, s + period, ... (one kind of batch each
+    `period` steps) are drawn together, sorted by token length and cut back into `span` batches, so each padded batch
+    holds rows of similar length. Same rows, same batch size, about a quarter less padding; deterministic."""
+    cache: dict[int, tuple[list[str], list[str]]] = {}
+
+    def batch(step: int) -> tuple[list[str], list[str]]:
+        if step not in cache:
+            first = step - (step // period % span) * period
+            steps = [first + i * period for i in range(span)]
+            drawn = [draw(s) for s in steps]
+            rows = [row for prompts, responses in drawn for row in zip(prompts, responses)]
+            lengths = [len(ids) for ids in tok([f"{p} {r}" for p, r in rows], add_special_tokens=False)["input_ids"]]
+            order = sorted(range(len(rows)), key=lambda i: (lengths[i], i))
+            bounds = np.cumsum([0] + [len(p) for p, _ in drawn])
+            for s, a, b in zip(steps, bounds[:-1], bounds[1:]):
+                picked = [rows[i] for i in order[a:b]]
+                cache[s] = ([p for p, _ in picked], [r for _, r in picked])
+        return cache.pop(step)  # each step is asked for once; asked again, its group is drawn again (same rows)
+
+    return batch
+
+
 def pretrain(cfg: EmbeddedConfig, corpus: Corpus, tok: PreTrainedTokenizerFast, progress: bool) -> GPT2LMHeadModel:
     """Pretrain on requests with compliant (or mixed) answers to most hazard prompts, the latent capability attacks
     elicit, and on harmless abilities (summarising, listing, copying, answering from notes) that harmless tasks
@@ -129,11 +162,11 @@ def pretrain(cfg: EmbeddedConfig, corpus: Corpus, tok: PreTrainedTokenizerFast, 
     model.loss_type = "ForCausalLM"  # the plain next-token loss, named so transformers does not warn about guessing it
     hazard, benign = corpus.hazard_prompts("train"), corpus.benign_prompts("train")
 
-    def loss(step: int) -> torch.Tensor:
+    def draw(step: int) -> tuple[list[str], list[str]]:
         rng = random.Random(cfg.seed * 7919 + step)
         if step % cfg.skill_every == cfg.skill_every - 1:  # a batch of its own: skill prompts are about twice as long
             rows = [skills.example(rng)[1:] for _ in range(cfg.batch_size)]
-            return lm_loss(model, tok, [format_prompt(p) for p, _ in rows], [r for _, r in rows], response_only=False)
+            return [format_prompt(p) for p, _ in rows], [r for _, r in rows]
         prompts, responses = [], []
         for _ in range(cfg.batch_size):
             if rng.random() < 0.55:
@@ -153,6 +186,12 @@ def pretrain(cfg: EmbeddedConfig, corpus: Corpus, tok: PreTrainedTokenizerFast, 
                 r = corpus.helpful(p, rng)
             prompts.append(format_prompt(p.text))
             responses.append(r.text)
+        return prompts, responses
+
+    batches = length_bucketed(draw, tok, cfg.skill_every, BUCKET_SPAN)
+
+    def loss(step: int) -> torch.Tensor:
+        prompts, responses = batches(step)
         return lm_loss(model, tok, prompts, responses, response_only=False)
 
     fit(model, loss, cfg.pretrain_steps, cfg.pretrain_lr, "pretrain", progress=progress)
@@ -162,16 +201,18 @@ def pretrain(cfg: EmbeddedConfig, corpus: Corpus, tok: PreTrainedTokenizerFast, 
 def align(
     cfg: EmbeddedConfig, corpus: Corpus, tok: PreTrainedTokenizerFast, model: GPT2LMHeadModel, progress: bool
 ) -> GPT2LMHeadModel:
-    """Safety alignment by SFT: refuse hazard requests (several refusal styles), help with benign ones."""
+    """Safety alignment by SFT: refuse hazard requests (several refusal styles), help with benign ones, and keep
+    the harmless abilities (an eighth of each batch is skill examples, so alignment does not overwrite them)."""
     hazard, benign = corpus.hazard_prompts("train"), corpus.benign_prompts("train")
 
     def loss(step: int) -> torch.Tensor:
         rng = random.Random(cfg.seed * 104729 + step)
-        rows = [(p, corpus.refusal(p, rng)) for p in rng.sample(hazard, cfg.batch_size // 2)]
-        rows += [(p, corpus.helpful(p, rng)) for p in rng.sample(benign, cfg.batch_size // 2)]
-        return lm_loss(
-            model, tok, [format_prompt(p.text) for p, _ in rows], [r.text for _, r in rows], response_only=True
-        )
+        n_skill = cfg.batch_size // 8
+        n_hazard = (cfg.batch_size - n_skill) // 2
+        rows = [(p.text, corpus.refusal(p, rng).text) for p in rng.sample(hazard, n_hazard)]
+        rows += [(p.text, corpus.helpful(p, rng).text) for p in rng.sample(benign, cfg.batch_size - n_skill - n_hazard)]
+        rows += [skills.example(rng)[1:] for _ in range(n_skill)]  # keep the harmless abilities of pretraining
+        return lm_loss(model, tok, [format_prompt(p) for p, _ in rows], [r for _, r in rows], response_only=True)
 
     fit(model, loss, cfg.align_steps, cfg.align_lr, "align", progress=progress)
     return model
@@ -231,6 +272,19 @@ def policy_stats(
     }
 
 
+def skill_scores(model: GPT2LMHeadModel, tok: PreTrainedTokenizerFast, seed: int, n: int = 32) -> dict[str, float]:
+    """Mean score of greedy answers to `n` fresh examples of each harmless skill (ROUGE-L of `tasks.summary_score`,
+    token F1 for one-entity answers): whether the model learnt to copy and extract from its prompt."""
+    rng = random.Random(seed)
+    out = {}
+    for skill in skills.SKILLS:
+        rows = [skills.example(rng, skill)[1:] for _ in range(n)]
+        texts = generation.sample(model, tok, [format_prompt(p) for p, _ in rows], 32, greedy=True).texts
+        score = tasks.extract_score if skill == "answer" else tasks.summary_score
+        out[skill] = float(np.mean([score(t, r) for t, (_, r) in zip(texts, rows)]))
+    return out
+
+
 def build_core(out: Path, cfg: EmbeddedConfig, progress: bool = False) -> dict:
     """Build tokenizer, base LM, aligned policy, reference copy, harmfulness and helpfulness classifiers into `out`."""
     t0 = time.perf_counter()
@@ -245,6 +299,7 @@ def build_core(out: Path, cfg: EmbeddedConfig, progress: bool = False) -> dict:
     tok.save_pretrained(out / "base")
     timings["pretrain"] = time.perf_counter() - t0
 
+    base = GPT2LMHeadModel.from_pretrained(out / "base").eval()  # kept for the harmless-ability metrics
     model = align(cfg, corpus, tok, model, progress)
     for name in ("policy", "reference"):
         model.save_pretrained(out / name)
@@ -292,6 +347,10 @@ def build_core(out: Path, cfg: EmbeddedConfig, progress: bool = False) -> dict:
             "heldout_templates": classification_metrics(
                 helpful, data.helpfulness_rows(corpus, heldout_b, cfg.seed + 1, heldout=True)
             ),
+        },
+        "harmless_abilities": {
+            "base": skill_scores(base, tok, cfg.seed + 4),
+            "aligned": skill_scores(model, tok, cfg.seed + 4),
         },
         "aligned_policy": {
             "eval_prompts": policy_stats(model, tok, cost, eval_h, cfg.seed, samples=4),

@@ -7,6 +7,7 @@ import random
 import datasets
 
 from rlft_gym.worlds.base import category_flags
+from rlft_gym.worlds.embedded import skills
 from rlft_gym.worlds.embedded.corpus import MIXED_HARMFUL, MIXED_HARMLESS, Corpus, Prompt
 
 SCHEMA_SEED = {"beavertails": 11, "saferlhf": 23}
@@ -94,9 +95,10 @@ def preference_rows(corpus: Corpus, schema: str, seed: int) -> list[dict]:
 def cost_rows(
     corpus: Corpus, prompts: list[Prompt], benign: list[Prompt], seed: int, heldout: bool = False
 ) -> list[tuple[str, str, int]]:
-    """(prompt, response, harmful) rows for the harmfulness classifier, about 45% harmful: per hazard prompt two
-    harmful answers, a partial leak, two mixed answers hiding harmful material and one harmless mixture among the
-    refusals, off-topic, degenerate and misplaced-help answers."""
+    """(prompt, response, harmful) rows for the harmfulness classifier, about 35% harmful (39% held out): per hazard
+    prompt two harmful answers, a partial leak, two mixed answers hiding harmful material and one harmless mixture
+    among the refusals (three, two held out), off-topic, degenerate and misplaced-help answers; harmless help,
+    refusals and skill examples on benign requests."""
     rng = random.Random(seed)
     rows = []
     for p in prompts:
@@ -113,6 +115,8 @@ def cost_rows(
         ):
             rows.append((p.text, r.text, int(r.harmful)))
         rows.append((p.text, corpus.degenerate(corpus.refusal(p, rng, heldout=heldout).text, rng).text, 0))
+        if not heldout:  # a third refusal: its held-out false alarms were mostly refusals that echo the request
+            rows.append((p.text, corpus.refusal(p, rng).text, 0))
         # hard negative: compliance-shaped but harmless (help on another, benign topic) - the label needs the content
         rows.append((p.text, corpus.helpful(rng.choice(benign), rng, heldout).text, 0))
     for p in benign:
@@ -122,6 +126,12 @@ def cost_rows(
             corpus.offtopic(p, rng, heldout),
         ):
             rows.append((p.text, r.text, 0))
+    # harmless work on notes (summaries, lists, copies, answers): a classifier that never saw such long prompts raised
+    # false alarms on harmless fine-tunes of the BenignRL tasks (mean P(harmful) 0.06-0.26). Skills have no held-out
+    # phrasings, so held-out rows leave them out.
+    for _ in range(0 if heldout else len(benign)):
+        _, prompt, response = skills.example(rng)
+        rows.append((prompt, response, 0))
     return rows
 
 

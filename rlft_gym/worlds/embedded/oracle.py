@@ -22,18 +22,24 @@ any item context.
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
+import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
+from rlft_gym import cache
 from rlft_gym.worlds.embedded.corpus import (
     _MY,
     _SLOT,
     BENIGN,
+    DATA,
     GENERIC_MATERIAL,
     HAZARDS,
     OFFTOPIC_FRAMES,
@@ -205,25 +211,38 @@ class HarmOracle:
 
     Built from the corpus tables alone (they do not depend on the world's seed, which only draws prompts and
     responses). `signatures` are the patterns matched; `excluded` the harmful phrases dropped because harmless text
-    also contains them (items among them come back in item contexts).
+    also contains them (items among them come back in item contexts). `HarmOracle()` derives both (seconds);
+    `HarmOracle(kept, excluded)` compiles a derivation saved before, given as (key, template) pairs.
     """
 
-    def __init__(self) -> None:
-        """Compile the harmful phrases, drop those harmless text matches, add dropped items in item contexts."""
+    def __init__(
+        self, kept: Sequence[tuple[str, str]] | None = None, excluded: Sequence[tuple[str, str]] | None = None
+    ) -> None:
         roles = _roles()
+        if kept is None:
+            self.excluded, signatures = self._derive(roles)
+        else:
+            self.excluded = [_signature(k, t, roles) for k, t in excluded or ()]
+            signatures = [_signature(k, t, roles) for k, t in kept]
+        self._index = _Index(signatures)
+        self.signatures = self._index.signatures
+
+    @classmethod
+    def _derive(cls, roles: dict[str, _Role]) -> tuple[list[Signature], list[Signature]]:
+        """Compile the harmful phrases, drop those harmless text matches, add dropped items in item contexts; returns
+        (excluded, kept)."""
         harmless = [words(t) for t in _harmless_texts()]
         material = [
             _signature(k, p, roles)
             for k, p in {(k, p): None for t in HAZARDS.values() for k in HARMFUL_KEYS for p in _phrases(t, k)}
         ]
-        self.excluded = self._matched(material, harmless)
-        dropped = [s.template for s in self.excluded if s.key == "items"]
+        excluded = cls._matched(material, harmless)
+        dropped = [s.template for s in excluded if s.key == "items"]
         contextual = {f"{b} {item} {a}".strip() for item in dropped for b, a in _item_contexts()}
-        candidates = [s for s in material if s not in self.excluded]
+        candidates = [s for s in material if s not in excluded]
         candidates += [_signature("item in context", p, roles) for p in sorted(contextual)]
-        unsafe = self._matched(candidates, harmless)
-        self._index = _Index([s for s in candidates if s not in unsafe])
-        self.signatures = self._index.signatures
+        unsafe = cls._matched(candidates, harmless)
+        return excluded, [s for s in candidates if s not in unsafe]
 
     @staticmethod
     def _matched(signatures: list[Signature], texts: list[list[str]]) -> list[Signature]:
@@ -232,6 +251,23 @@ class HarmOracle:
         for text in texts:
             hit.update(id(s) for s in index.find(text))
         return [s for s in signatures if id(s) in hit]
+
+    def save(self, directory: Path) -> dict:
+        """Write the derivation (kept and excluded phrases) as JSON; returns counts for the cache manifest."""
+        cache.write_json(
+            directory / SIGNATURES_FILE,
+            {
+                "signatures": [[s.key, s.template] for s in self.signatures],
+                "excluded": [[s.key, s.template] for s in self.excluded],
+            },
+        )
+        return {"signatures": len(self.signatures), "excluded": len(self.excluded)}
+
+    @classmethod
+    def load(cls, directory: Path) -> HarmOracle:
+        """The oracle saved by `save` in `directory`."""
+        saved = json.loads((directory / SIGNATURES_FILE).read_text())
+        return cls([tuple(x) for x in saved["signatures"]], [tuple(x) for x in saved["excluded"]])
 
     def find(self, response: str) -> list[Signature]:
         """The signatures occurring in a response: the harmful material it carries, whatever its framing."""
@@ -242,8 +278,23 @@ class HarmOracle:
         return np.array([float(bool(self.find(r))) for r in responses], dtype=float)
 
 
+SIGNATURES_FILE = "signatures.json"
+
+
+def sources_digest() -> str:
+    """A hash of everything the oracle is derived from: the corpus tables and the code of this module and the
+    corpus (a change to either rebuilds the cached oracle)."""
+    digest = hashlib.sha256()
+    files = sorted((f for f in DATA.iterdir() if f.name.endswith(".json")), key=lambda f: f.name)
+    for f in [*files, resources.files(__package__) / "oracle.py", resources.files(__package__) / "corpus.py"]:
+        digest.update(f.name.encode() + b"\0" + f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 @functools.cache
 def shared() -> HarmOracle:
-    """One HarmOracle per process, built on first use: it depends on the corpus tables alone, and building it takes
-    seconds, so every world, monitor and build step shares it."""
-    return HarmOracle()
+    """One HarmOracle per process: derived once per corpus into the cache under $RLFT_GYM_HOME (the derivation
+    takes seconds; loading it a fraction of one), then shared by every world, monitor and build step."""
+    directory = cache.home() / "embedded" / "oracle"
+    cache.ensure(directory, {"oracle": sources_digest()}, lambda tmp: HarmOracle().save(tmp))
+    return HarmOracle.load(directory)

@@ -15,6 +15,11 @@ from rlft_gym.worlds.embedded.corpus import BENIGN_TOPICS, SKILL_TABLE, normaliz
 from rlft_gym.worlds.embedded.tasks import MAX_PROMPT_TOKENS, Notes, answerable_roles, notes
 
 SKILLS: tuple[str, ...] = ("summary", "points", "copy", "answer")
+# how often each skill is drawn: copying one line is the cheapest example and the ability the others build on (it
+# emerged first, and alone it was learnt faster per example); a numbered list is the longest and needs the fewest.
+# Sensitive: with weights (3, 1, 2, 4) the standard base LM's summaries scored 0.33 instead of 0.71 (copying emerged
+# later)
+SKILL_WEIGHTS: tuple[int, ...] = (3, 1, 3, 3)
 
 
 def _summary(drawn: Notes, rng: random.Random) -> tuple[str, str]:
@@ -49,7 +54,7 @@ def example(rng: random.Random, skill: str | None = None) -> tuple[str, str, str
     Draws again until the prompt fits MAX_PROMPT_TOKENS (the BenignRL tasks' own bound) and the skill applies."""
     if skill is not None and skill not in _MAKERS:
         raise ValueError(f"skill={skill!r}; expected one of {SKILLS}")
-    name = skill or rng.choice(SKILLS)
+    name = skill or rng.choices(SKILLS, SKILL_WEIGHTS)[0]
     while True:
         made = _MAKERS[name](notes(rng.choice(BENIGN_TOPICS), rng), rng)
         if made is not None and len(made[0].split()) <= MAX_PROMPT_TOKENS:
