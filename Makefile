@@ -21,10 +21,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/rlft-gym demo
 
+# Two workers, one test file each at a time (they share the cached tiny world, built once under its lock); the
+# performance ratios run afterwards on their own, so no other test competes with them for the cores.
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile --ignore=tests/benchmarks
+	$(PY) -m pytest -q tests/benchmarks
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow -s

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import pytest
 
@@ -67,15 +68,12 @@ def test_build_metrics_recorded(world):
     assert "sampled_harmful" in m["aligned_policy"]["eval_prompts"]
 
 
-def test_truncated_cache_file_is_detected(world):
-    weights = world.root / "core" / "cost_model" / "model.safetensors"
-    good = weights.read_bytes()
-    try:
-        weights.write_bytes(good[: len(good) // 2])
-        assert "does not match its recorded hash" in cache.problem(world.root / "core", world.fingerprint)
-    finally:
-        weights.write_bytes(good)
-    assert cache.problem(world.root / "core", world.fingerprint) is None
+def test_truncated_cache_file_is_detected(world, tmp_path):
+    core = shutil.copytree(world.root / "core", tmp_path / "core")  # a copy: other test workers read the original
+    assert cache.problem(core, world.fingerprint) is None
+    weights = core / "cost_model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    assert "does not match its recorded hash" in cache.problem(core, world.fingerprint)
 
 
 def test_pretrain_align_and_classifier_are_deterministic(tmp_path):
