@@ -299,7 +299,7 @@ def build_core(out: Path, cfg: EmbeddedConfig, progress: bool = False) -> dict:
     tok.save_pretrained(out / "base")
     timings["pretrain"] = time.perf_counter() - t0
 
-    base = GPT2LMHeadModel.from_pretrained(out / "base").eval()  # kept for the harmless-ability metrics
+    base_abilities = skill_scores(model, tok, cfg.seed + 4)  # greedy, so the weights and every RNG are untouched
     model = align(cfg, corpus, tok, model, progress)
     for name in ("policy", "reference"):
         model.save_pretrained(out / name)
@@ -349,7 +349,7 @@ def build_core(out: Path, cfg: EmbeddedConfig, progress: bool = False) -> dict:
             ),
         },
         "harmless_abilities": {
-            "base": skill_scores(base, tok, cfg.seed + 4),
+            "base": base_abilities,
             "aligned": skill_scores(model, tok, cfg.seed + 4),
         },
         "aligned_policy": {

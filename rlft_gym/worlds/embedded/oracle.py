@@ -296,5 +296,11 @@ def shared() -> HarmOracle:
     """One HarmOracle per process: derived once per corpus into the cache under $RLFT_GYM_HOME (the derivation
     takes seconds; loading it a fraction of one), then shared by every world, monitor and build step."""
     directory = cache.home() / "embedded" / "oracle"
-    cache.ensure(directory, {"oracle": sources_digest()}, lambda tmp: HarmOracle().save(tmp))
-    return HarmOracle.load(directory)
+    derived: list[HarmOracle] = []  # set when this call derives it: then it is used as is, not compiled again
+
+    def derive(tmp: Path) -> dict:
+        derived.append(HarmOracle())
+        return derived[0].save(tmp)
+
+    cache.ensure(directory, {"oracle": sources_digest()}, derive)
+    return derived[0] if derived else HarmOracle.load(directory)
