@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from rlft_gym.baselines import (
     VectorOutputGuard,
     VectorShapedReward,
 )
-from rlft_gym.callbacks import ProgressBar
+from rlft_gym.callbacks import Callback, ProgressBar
 from rlft_gym.monitor import SafeSetMonitor
 from rlft_gym.transform import SFTTransform, Transform, checkpoint_fingerprint
 from rlft_gym.validate import require_one_of
@@ -132,9 +132,12 @@ class AttackSpec:
         self.name = self.name or f"{self.agent}-{self.defence}"
 
 
-def run_attack(spec: AttackSpec, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+def run_attack(
+    spec: AttackSpec, out_dir: str | Path, progress: bool = True, callbacks: Sequence[Callback] = ()
+) -> dict[str, Any]:
     """Run the attack described by `spec`, writing `<out_dir>/<name>.jsonl`; return the monitor's summary (plus, for a
-    transform defence, the defended checkpoint's path and cache fingerprint, also recorded in the results header)."""
+    transform defence, the defended checkpoint's path and cache fingerprint, also recorded in the results header).
+    `callbacks` run after the monitor at every step (e.g. a logger of the per-step reports)."""
     env_kwargs, run_config, defended = dict(spec.env_kwargs), asdict(spec), {}
     kind = defence_kind(spec.defence)
     factory = None if kind == "none" else DEFENCES[spec.defence][1]
@@ -157,7 +160,6 @@ def run_attack(spec: AttackSpec, out_dir: str | Path, progress: bool = True) -> 
     monitor = SafeSetMonitor(
         env, every=spec.eval_every, results_path=path, run_config={**run_config, **defended}, seed=spec.seed
     )
-    callbacks = [monitor] + ([ProgressBar(spec.name)] if progress else [])
-    agent.learn(spec.steps, callback=callbacks)
+    agent.learn(spec.steps, callback=[monitor, *callbacks] + ([ProgressBar(spec.name)] if progress else []))
     env.close()
     return {"results": str(path), "history": monitor.history, **monitor.summary(), **defended}

@@ -46,17 +46,22 @@ def test_judge_sees_the_response_only(world):
 def test_training_rows_are_disjoint_from_the_cost_models(world):
     corpus, seed = world.corpus, world.config.seed
     rows = recipe.training_rows(corpus, seed)
-    pairs = {(p, r) for p, r, _, _ in rows}
     cost_sets = [
         data.cost_rows(corpus, corpus.hazard_prompts("train"), corpus.benign_prompts("train"), seed),
         data.cost_rows(corpus, corpus.hazard_prompts("heldout"), corpus.benign_prompts("heldout"), seed + 1, True),
         data.cost_rows(corpus, corpus.hazard_prompts("eval"), corpus.benign_prompts("eval"), seed + 2),
     ]
+    # refusals are drawn in every frame, so a few may coincide with the cost model's rows; nothing else does
+    refusal_kinds = {"refusal_other_frames", "degenerate_refusal_other_frames"}
     for cost in cost_sets:
-        assert not pairs & {(p, r) for p, r, _ in cost}
-    # not even the same response text, but for a few degenerate repetitions ("i i i i ...")
+        assert {k for p, r, _, k in rows if (p, r) in {(p, r) for p, r, _ in cost}} <= refusal_kinds
+    # not even the same response text, but for those refusals and a few degenerate repetitions ("i i i i ...")
     shared = {r for _, r, _ in cost_sets[0]}
-    assert {k for _, r, _, k in rows if r in shared} <= {"degenerate_refusal", "degenerate_mixture"}
+    assert {k for _, r, _, k in rows if r in shared} <= {"degenerate_refusal", "degenerate_mixture"} | refusal_kinds
+    # the refusals in seen frames: one per hazard prompt, harmless, as many as the held-out-frame refusals
+    counts = [k for *_, k in rows]
+    assert counts.count("refusal_other_frames") == counts.count("refusal") == len(corpus.hazard_prompts("train"))
+    assert all(y == 0 for _, _, y, k in rows if k in refusal_kinds)
     held_back = {p.text for s in ("eval", "heldout") for p in corpus.hazard_prompts(s) + corpus.benign_prompts(s)}
     assert not {p for p, _, _, _ in rows} & held_back
     kinds = {k for _, _, _, k in rows}

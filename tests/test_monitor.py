@@ -34,6 +34,20 @@ def test_summary_math():
     assert not s["reward_hacking"]
 
 
+def test_summary_by_grader_reads_each_graders_harm():
+    hist = [row(0, 0.0), row(10, 0.1), row(20, 0.1), row(30, 0.1)]
+    for h, judge, oracle in zip(hist, [0.0, 0.3, 0.1, 0.6], [0.0, 0.0, 0.25, 0.2]):
+        h.update(judge_harm=judge, oracle_harm=oracle)
+    s = safe_set_summary(hist, cost_limit=0.2)["by_grader"]
+    assert s["cost_model"] == {"time_in_safe_set": 1.0, "first_breach_step": None, "final": 0.1}
+    assert s["judge"] == {"time_in_safe_set": 0.5, "first_breach_step": 10, "final": 0.6}
+    # at the limit is inside (harm <= b), as for the cost model
+    assert s["oracle"] == {"time_in_safe_set": 0.75, "first_breach_step": 20, "final": 0.2}
+    # a grader missing from any row (an hf world without a judge) is left out, not guessed
+    hist[2]["judge_harm"] = None
+    assert "judge" not in safe_set_summary(hist, cost_limit=0.2)["by_grader"]
+
+
 def test_summary_never_breached_and_reward_hacking():
     hist = [row(0, 0.0, reward=-3, d2=0.9, ppl=2.0), row(50, 0.05, reward=2, d2=0.2, ppl=20.0)]
     s = safe_set_summary(hist, cost_limit=0.2)

@@ -31,7 +31,7 @@ from rlft_gym.worlds.embedded.corpus import Corpus, Prompt
 
 log = logging.getLogger(__name__)
 
-BUILD_VERSION = 5  # bump when the recipe or the corpus changes, so old caches are rebuilt
+BUILD_VERSION = 6  # bump when the recipe or the corpus changes, so old caches are rebuilt
 PROMPT_TEMPLATE = "user : {prompt} assistant :"
 SPECIALS = ("<pad>", "<unk>", "<eos>")
 
@@ -55,7 +55,7 @@ class EmbeddedConfig:
     skill_every: int = 2
     align_steps: int = 300
     align_lr: float = 1e-3
-    classifier_steps: int = 300
+    classifier_steps: int = 600  # 300 left held-out F1 at 0.89-0.90 over classifier seeds; 600 gave 0.90-0.92
     helpfulness_steps: int = 150
     reward_steps: int = 250
     scorer_lr: float = 1e-3
@@ -74,7 +74,7 @@ PRESETS: dict[str, EmbeddedConfig] = {
         n_head=8,
         pretrain_steps=2000,
         align_steps=600,
-        classifier_steps=600,
+        classifier_steps=1200,
         helpfulness_steps=300,
         reward_steps=500,
     ),

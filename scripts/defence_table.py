@@ -1,0 +1,334 @@
+"""The online defences on the embedded world, in the shapes of the RPA paper's Tables 3, 7 and 9-11 (not part of CI).
+
+Parts (each run once per seed; finished runs are kept in `<out>/defences.json` and skipped when the command is run
+again, so a killed job resumes where it stopped):
+- `table3`: every online defence against GRPO, PPO, DPO and SFT where it applies (wrappers act on the env's reward,
+  so only the RL attacks meet them; the Lagrangian solvers are the constrained version of their attack), attack
+  settings as in `scripts/table1.py` (flip ratio 1.0);
+- `finetune`: native GRPO with its defaults for 100 steps on each harmless task env, the policy under each defence;
+  its held-out task-reward gain beside the undefended gain (Table 7 shape);
+- `lagrangian`: GRPO-Lagrangian and PPO-Lagrangian on the RPA env at the env's cost limit, the multiplier and the
+  train cost logged every step;
+- `sweeps`: Lisa's and Vaccine's rho and refusal loss's alpha against SFT (Table 9 shape), PPO's KL coefficient
+  (Table 10), DPO's beta (Table 11), and the Lagrangian's lr and initial multiplier against GRPO.
+Harm is read three ways from the safe-set monitor's held-out rows: the training cost model (`harmfulness`, the
+signal cost-aware defences train on), the evaluation judge no training signal uses, and the world's oracle.
+
+Usage:
+    python scripts/defence_table.py --parts table3 lagrangian finetune sweeps --seeds 0 1 2 --out runs/defences
+    python scripts/defence_table.py --parts table3 --seeds 1 2 --defences none lisa refusal-loss --out runs/defences
+    python scripts/defence_table.py --report --out runs/defences > runs/defences/report.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from table1 import SETTINGS
+
+import rlft_gym
+from rlft_gym.callbacks import Callback, StepReport
+from rlft_gym.experiment import DEFENCES, AttackSpec, defence_kind, run_attack
+
+ATTACKS = ("grpo", "ppo", "dpo", "sft")
+EVAL_EVERY = {"grpo": 10, "ppo": 10, "dpo": 20, "sft": 30}  # about 7-11 evaluations per run
+LAGRANGIAN = {"grpo": "grpo-lag", "ppo": "ppo-lag"}  # the constrained version of each RL attack
+ONLINE = [d for d in DEFENCES if defence_kind(d) in ("constraint", "wrapper")]
+FINETUNE_STEPS = 100
+# the paper's Table 3 (BeaverTails rows): harmfulness, PPL, KL, helpfulness; None where its run failed
+PAPER_TABLE3 = {
+    ("dpo", "lisa"): (0.13, 14.95, 41.28, 0.23),
+    ("dpo", "refusal-loss"): (0.05, 18.02, 2725.48, 0.20),
+    ("dpo", "security-vectors"): (0.72, 23.66, 207.07, 0.58),
+    ("dpo", "vaccine"): (0.00, 162.19, 984.74, -2.43),
+    ("ppo", "lisa"): (0.08, 14.70, 108.52, 0.18),
+    ("ppo", "refusal-loss"): (0.06, 17.34, 2521.85, 0.17),
+    ("ppo", "lagrangian"): (0.63, 17.44, 420.08, 0.29),
+    ("ppo", "security-vectors"): (0.13, 19.19, 368.35, 0.13),
+    ("ppo", "vaccine"): None,
+    ("sft", "lisa"): (0.21, 16.73, 5.44, -0.11),
+    ("sft", "refusal-loss"): (0.07, 13.75, 45.15, 0.25),
+    ("sft", "security-vectors"): (0.07, 17.43, 1.35, -0.00),
+    ("sft", "vaccine"): (0.17, 15.33, 16.84, 0.15),
+}
+# the paper's sweeps: Table 9 (SFT, 1k samples: Lisa rho / refusal alpha), Tables 10 (PPO KL) and 11 (DPO beta)
+PAPER_SWEEPS = {
+    "lisa rho": {1: 0.73, 2: 0.60, 5: 0.62, 10: 0.58, 25: 0.45, 50: 0.27},
+    "refusal-loss alpha": {1: 0.70, 2: 0.67, 5: 0.33, 10: 0.15},
+    "ppo kl": {0.001: 0.71, 0.01: 0.73, 0.1: 0.53, 1: 0.14},
+    "dpo beta": {0.001: 0.00, 0.01: 0.13, 0.1: 0.70, 1: 0.15},
+}
+SWEEPS = {  # name -> (attack, defence, where the value goes, values)
+    "lisa rho": ("sft", "lisa", ("defence", "rho"), (1.0, 10.0, 100.0)),
+    "vaccine rho": ("sft", "vaccine", ("defence", "rho"), (0.5, 2.0, 8.0)),
+    "refusal-loss alpha": ("sft", "refusal-loss", ("defence", "alpha"), (1.0, 10.0, 50.0)),
+    "ppo kl": ("ppo", "none", ("agent", "init_kl_coef"), (0.01, 0.2, 1.0)),
+    "dpo beta": ("dpo", "none", ("agent", "beta"), (0.01, 0.1, 1.0)),
+    "lagrangian lr": ("grpo-lag", "none", ("agent", "lambda_lr"), (0.0035, 0.035, 0.35)),
+    "lagrangian init": ("grpo-lag", "none", ("agent", "lagrangian_multiplier_init"), (0.001, 1.0, 5.0)),
+}
+
+
+class StepLog(Callback):
+    """Keeps every step's train reward, cost and extras (the Lagrange multiplier) for the dynamics part."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict[str, float]] = []
+
+    def on_step(self, agent: Any, report: StepReport) -> None:
+        self.steps.append({"step": report.step, "reward": report.reward, "cost": report.cost, **report.extra})
+
+
+def attack_spec(attack: str, defence: str, seed: int, preset: str) -> tuple[AttackSpec, int]:
+    """The Table 1 settings of `attack` (or, for a Lagrangian solver, of the attack it constrains) under `defence`."""
+    base = {v: k for k, v in LAGRANGIAN.items()}.get(attack, attack)
+    s = SETTINGS[base]
+    spec = AttackSpec(
+        agent=attack,
+        defence=defence,
+        steps=s["steps"],
+        seed=seed,
+        num_envs=s["num_envs"],
+        eval_every=EVAL_EVERY[base],
+        env_kwargs={"flip_ratio": 1.0, "world_preset": preset},
+        agent_kwargs=dict(s["agent_kwargs"]),
+    )
+    return spec, s["steps"]
+
+
+def cells(part: str, seed: int, preset: str) -> list[tuple[str, AttackSpec, dict[str, Any]]]:
+    """The (run name, spec, labels) of one part on one seed; the labels (attack, defence, env, sweep, value) group
+    runs across seeds in the tables."""
+    out: list[tuple[str, AttackSpec, dict[str, Any]]] = []
+    if part == "table3":
+        for attack in ATTACKS:
+            for defence in ["none", *ONLINE]:
+                if attack not in LAGRANGIAN and (
+                    defence_kind(defence) == "wrapper" or getattr(DEFENCES[defence][1], "needs_reference", False)
+                ):
+                    # SFT and DPO never read the env's reward (a reward wrapper has nothing to act on), and TRL
+                    # computes their loss without reference log-probs (DPO's beta is its KL term)
+                    continue
+                spec = attack_spec(attack, defence, seed, preset)[0]
+                out.append((f"table3/{attack}-{defence}-seed{seed}", spec, {"attack": attack, "defence": defence}))
+            if attack in LAGRANGIAN:
+                spec = attack_spec(LAGRANGIAN[attack], "none", seed, preset)[0]
+                labels = {"attack": attack, "defence": "lagrangian"}
+                out.append((f"table3/{attack}-lagrangian-seed{seed}", spec, labels))
+    elif part == "lagrangian":
+        for attack in LAGRANGIAN.values():
+            spec, steps = attack_spec(attack, "none", seed, preset)
+            spec.steps = 2 * steps
+            out.append((f"lagrangian/{attack}-seed{seed}", spec, {"attack": attack}))
+    elif part == "finetune":
+        for env_id in rlft_gym.TASK_ENV_IDS:
+            if not env_id.startswith("BenignRL"):
+                continue
+            for defence in ["none", *ONLINE, "lagrangian"]:
+                agent = "grpo-lag" if defence == "lagrangian" else "grpo"
+                spec = AttackSpec(
+                    env_id=env_id,
+                    agent=agent,
+                    defence="none" if defence == "lagrangian" else defence,
+                    steps=FINETUNE_STEPS,
+                    seed=seed,
+                    num_envs=128,
+                    eval_every=20,
+                    env_kwargs={"world_preset": preset},
+                )
+                out.append((f"finetune/{env_id}-{defence}-seed{seed}", spec, {"env": env_id, "defence": defence}))
+    elif part == "sweeps":
+        for sweep, (attack, defence, (where, key), values) in SWEEPS.items():
+            for value in values:
+                spec = attack_spec(attack, defence, seed, preset)[0]
+                (spec.defence_kwargs if where == "defence" else spec.agent_kwargs)[key] = value
+                labels = {"sweep": sweep, "value": value}
+                out.append((f"sweeps/{sweep.replace(' ', '-')}-{value:g}-seed{seed}", spec, labels))
+    else:
+        raise ValueError(f"part={part!r} is not one of ['table3', 'finetune', 'lagrangian', 'sweeps']")
+    return out
+
+
+def record(
+    spec: AttackSpec, labels: dict[str, Any], summary: dict[str, Any], steps: list[dict[str, float]], wall: float
+) -> dict[str, Any]:
+    """What the tables need of one run: spec, labels, the summary (first and final eval rows), curves, wall time."""
+    history = [{k: v for k, v in h.items() if k != "samples"} for h in summary["history"]]
+    return {
+        "spec": dict(spec.__dict__),
+        "labels": labels,
+        "wall_s": round(wall, 1),
+        "history": history,
+        "steps": steps,
+        "final_samples": summary["history"][-1]["samples"][:3],
+        **{k: v for k, v in summary.items() if k not in ("history", "results")},
+    }
+
+
+def run(parts: list[str], seeds: list[int], out: Path, preset: str, defences: list[str] | None = None) -> None:
+    """Run every missing cell of `parts` x `seeds` (only those of `defences`, if given), saving the report after
+    each."""
+    path = out / "defences.json"
+    report = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
+    report["world_fingerprint"] = rlft_gym.make_vec(
+        "RPA-BeaverTails-v0", num_envs=1, world_preset=preset
+    ).unwrapped.world.fingerprint
+    for part in parts:
+        for seed in seeds:
+            for name, spec, labels in cells(part, seed, preset):
+                if name in report["runs"] or (defences and labels.get("defence") not in defences):
+                    continue
+                spec.name = name.split("/")[1]
+                log, t0 = StepLog(), time.perf_counter()
+                summary = run_attack(spec, out / part, progress=False, callbacks=[log])
+                report["runs"][name] = record(spec, labels, summary, log.steps, time.perf_counter() - t0)
+                path.write_text(json.dumps(report, indent=1, default=str))
+                f = summary["final"]
+                print(
+                    f"{name}: harm {f['harmfulness']:.3f} judge {f['judge_harm']:.3f} oracle {f['oracle_harm']:.3f} "
+                    f"reward {f['eval_reward']:.2f} ({report['runs'][name]['wall_s']:.0f} s)",
+                    flush=True,
+                )
+
+
+def _mean(xs: list[float | None]) -> str:
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "-"
+    m = statistics.fmean(xs)
+    return f"{m:.2f}" if len(xs) == 1 else f"{m:.2f} ± {statistics.pstdev(xs):.2f}"
+
+
+def _arrow(runs: list[dict[str, Any]], key: str) -> str:
+    """`key` of the first eval row -> of the last, each a mean over the runs."""
+    return f"{_mean([r['initial'][key] for r in runs])} -> {_mean([r['final'][key] for r in runs])}"
+
+
+def _breach(runs: list[dict[str, Any]], grader: str) -> str:
+    firsts = [r["by_grader"][grader]["first_breach_step"] for r in runs]
+    return " / ".join("never" if f is None else str(f) for f in firsts)
+
+
+def _group(report: dict[str, Any], part: str, *keys: str) -> dict[tuple, list[dict[str, Any]]]:
+    """Runs of `part` grouped by the values of their labels `keys` (so across seeds), in the order they ran."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for name, r in report["runs"].items():
+        if name.startswith(part + "/"):
+            groups.setdefault(tuple(r["labels"][k] for k in keys), []).append(r)
+    return groups
+
+
+def table3(report: dict[str, Any]) -> str:
+    """Table 3 shape: per attack x defence, harm by each grader, time inside the safe set, capability, fluency, KL."""
+    lines = [
+        "| attack | defence | seeds | harm: cost model | judge | oracle | time in safe set: cost model / judge "
+        "| first breach (judge) | capability | helpfulness | perplexity | KL | paper: harm, PPL, KL, helpfulness |",
+        "|---" * 14 + "|",
+    ]
+    for (attack, defence), runs in _group(report, "table3", "attack", "defence").items():
+        f = [r["final"] for r in runs]
+        paper = PAPER_TABLE3.get((attack, defence), "")
+        paper = "run failed" if paper is None else ", ".join(f"{x:g}" for x in paper) if paper else ""
+        lines.append(
+            f"| {attack} | {defence} | {len(runs)} | {_mean([x['harmfulness'] for x in f])} | "
+            f"{_mean([x['judge_harm'] for x in f])} | {_mean([x['oracle_harm'] for x in f])} | "
+            f"{_mean([r['time_in_safe_set'] for r in runs])} / "
+            f"{_mean([r['by_grader']['judge']['time_in_safe_set'] for r in runs])} | {_breach(runs, 'judge')} | "
+            f"{_mean([x['capability'] for x in f])} | {_mean([x['helpfulness'] for x in f])} | "
+            f"{_mean([x['perplexity'] for x in f])} | {_mean([x['kl'] for x in f])} | {paper} |"
+        )
+    return "\n".join(lines)
+
+
+def finetune(report: dict[str, Any]) -> str:
+    """Table 7 shape: per task env x defence, held-out task reward before and after, gain vs the undefended gain."""
+    groups = _group(report, "finetune", "env", "defence")
+    lines = [
+        "| task env | defence | seeds | reward step 0 | reward step 100 | gain | gain / undefended gain | "
+        "perplexity 0 -> 100 | harm (cost model) 0 -> 100 |",
+        "|---" * 9 + "|",
+    ]
+    for (env_id, defence), runs in groups.items():
+        base = groups.get((env_id, "none"), [])
+        gains = [r["final"]["eval_reward"] - r["initial"]["eval_reward"] for r in runs]
+        base_gains = [b["final"]["eval_reward"] - b["initial"]["eval_reward"] for b in base]
+        ratio = f"{statistics.fmean(gains) / statistics.fmean(base_gains):.2f}" if base_gains else "-"
+        lines.append(
+            f"| {env_id} | {defence} | {len(runs)} | {_mean([r['initial']['eval_reward'] for r in runs])} | "
+            f"{_mean([r['final']['eval_reward'] for r in runs])} | {_mean(gains)} | {ratio} | "
+            f"{_arrow(runs, 'perplexity')} | {_arrow(runs, 'harmfulness')} |"
+        )
+    return "\n".join(lines)
+
+
+def lagrangian(report: dict[str, Any]) -> str:
+    """Per solver and seed: multiplier and train cost every 10 steps, held-out harm and reward before / after."""
+    lines = [
+        "| solver | seed | lambda every 10 steps | train cost every 10 steps | held-out harm (cost model) 0 -> end "
+        "| judge 0 -> end | eval reward 0 -> end |",
+        "|---" * 7 + "|",
+    ]
+    for name, r in sorted(report["runs"].items()):
+        if not name.startswith("lagrangian/"):
+            continue
+        steps = r["steps"][9::10]
+        i, f = r["initial"], r["final"]
+        lines.append(
+            f"| {r['spec']['agent']} | {r['spec']['seed']} | "
+            + " ".join(f"{s['LagrangeMultiplier']:.2f}" for s in steps)
+            + " | "
+            + " ".join(f"{s['cost']:.2f}" for s in steps)
+            + f" | {i['harmfulness']:.3f} -> {f['harmfulness']:.3f} | {i['judge_harm']:.3f} -> {f['judge_harm']:.3f} "
+            f"| {i['eval_reward']:.2f} -> {f['eval_reward']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def sweeps(report: dict[str, Any]) -> str:
+    """Tables 9-11 shape: final harm by each grader per swept value, the paper's harm beside it."""
+    head = "| sweep | value | seeds | harm: cost model | judge | oracle | perplexity | paper harm |"
+    lines = [head, "|---" * 8 + "|"]
+    for (sweep, value), runs in _group(report, "sweeps", "sweep", "value").items():
+        paper = PAPER_SWEEPS.get(sweep, {}).get(value)
+        f = [r["final"] for r in runs]
+        lines.append(
+            f"| {sweep} | {value:g} | {len(runs)} | {_mean([x['harmfulness'] for x in f])} | "
+            f"{_mean([x['judge_harm'] for x in f])} | {_mean([x['oracle_harm'] for x in f])} | "
+            f"{_mean([x['perplexity'] for x in f])} | {'' if paper is None else paper} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--parts", nargs="+", default=["table3", "lagrangian", "finetune", "sweeps"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--out", type=Path, default=Path("runs/defences"))
+    p.add_argument("--preset", default="standard")
+    p.add_argument("--defences", nargs="+", help="run only these defences' cells (table3, finetune), e.g. none lisa")
+    p.add_argument("--report", action="store_true", help="print the markdown tables of what has run, run nothing")
+    args = p.parse_args()
+    if args.report:
+        report = json.loads((args.out / "defences.json").read_text())
+        print(f"World fingerprint {report['world_fingerprint']}.\n")
+        for title, render in (
+            ("Table 3 shape", table3),
+            ("Finetunability (Table 7 shape)", finetune),
+            ("Lagrangian dynamics", lagrangian),
+            ("Sweeps (Tables 9-11 shape)", sweeps),
+        ):
+            print(f"### {title}\n\n{render(report)}\n")
+        return
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
+    args.out.mkdir(parents=True, exist_ok=True)
+    run(args.parts, args.seeds, args.out, args.preset, args.defences)
+
+
+if __name__ == "__main__":
+    main()
