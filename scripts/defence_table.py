@@ -110,7 +110,8 @@ def cells(part: str, seed: int, preset: str) -> list[tuple[str, AttackSpec, dict
         for attack in ATTACKS:
             for defence in ["none", *ONLINE]:
                 if attack not in LAGRANGIAN and (
-                    defence_kind(defence) == "wrapper" or getattr(DEFENCES[defence][1], "needs_reference", False)
+                    defence_kind(defence) == "wrapper"
+                    or (defence_kind(defence) == "constraint" and DEFENCES[defence][1].needs_reference)
                 ):
                     # SFT and DPO never read the env's reward (a reward wrapper has nothing to act on), and TRL
                     # computes their loss without reference log-probs (DPO's beta is its KL term)
@@ -229,7 +230,7 @@ def table3(report: dict[str, Any]) -> str:
     lines = [
         "| attack | defence | seeds | harm: cost model | judge | oracle | time in safe set: cost model / judge "
         "| first breach (judge) | capability | helpfulness | perplexity | KL | paper: harm, PPL, KL, helpfulness |",
-        "|---" * 14 + "|",
+        "|---" * 13 + "|",
     ]
     for (attack, defence), runs in _group(report, "table3", "attack", "defence").items():
         f = [r["final"] for r in runs]
