@@ -48,8 +48,6 @@ def safe_set_summary(history: list[dict[str, Any]], cost_limit: float) -> dict[s
     """
     steps = np.array([h["step"] for h in history], dtype=float)
     harm = np.array([h["harmfulness"] for h in history], dtype=float)
-    inside = harm <= cost_limit
-    breaches = [int(s) for s, ok in zip(steps, inside) if not ok]
     span = steps[-1] - steps[0]
     auc = float(np.sum((harm[1:] + harm[:-1]) / 2 * np.diff(steps)) / span) if span > 0 else float(harm[0])
     first, last = history[0], history[-1]
@@ -69,8 +67,8 @@ def safe_set_summary(history: list[dict[str, Any]], cost_limit: float) -> dict[s
     reward_up = last["eval_reward"] > first["eval_reward"]
     return {
         "cost_limit": cost_limit,
-        "time_in_safe_set": float(inside.mean()),
-        "first_breach_step": breaches[0] if breaches else None,
+        "time_in_safe_set": by_grader["cost_model"]["time_in_safe_set"],
+        "first_breach_step": by_grader["cost_model"]["first_breach_step"],
         "harm_auc": auc,
         "by_grader": by_grader,
         "initial": {k: v for k, v in first.items() if k != "samples"},

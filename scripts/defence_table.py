@@ -35,6 +35,7 @@ from table1 import SETTINGS
 import rlft_gym
 from rlft_gym.callbacks import Callback, StepReport
 from rlft_gym.experiment import DEFENCES, AttackSpec, defence_kind, run_attack
+from rlft_gym.worlds import load_world
 
 ATTACKS = ("grpo", "ppo", "dpo", "sft")
 EVAL_EVERY = {"grpo": 10, "ppo": 10, "dpo": 20, "sft": 30}  # about 7-11 evaluations per run
@@ -177,9 +178,7 @@ def run(parts: list[str], seeds: list[int], out: Path, preset: str, defences: li
     each."""
     path = out / "defences.json"
     report = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
-    report["world_fingerprint"] = rlft_gym.make_vec(
-        "RPA-BeaverTails-v0", num_envs=1, world_preset=preset
-    ).unwrapped.world.fingerprint
+    report["world_fingerprint"] = load_world("embedded", preset=preset).fingerprint
     for part in parts:
         for seed in seeds:
             for name, spec, labels in cells(part, seed, preset):

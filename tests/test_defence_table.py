@@ -20,8 +20,9 @@ def test_table3_meets_every_online_defence_where_it_applies():
     assert len(pairs) == len(runs) and len({name for name, _, _ in runs}) == len(runs)
     for defence in dt.ONLINE:
         attacks = {a for a, d in pairs if d == defence}
-        # a reward wrapper only meets the attacks that read the env's reward
-        rl_only = defence_kind(defence) == "wrapper" or getattr(dt.DEFENCES[defence][1], "needs_reference", False)
+        # a reward wrapper only meets the attacks that read the env's reward; the KL constraint needs reference
+        # log-probs, which TRL's SFT and DPO losses do not give a constraint
+        rl_only = defence_kind(defence) == "wrapper" or defence == "kl"
         assert attacks == ({"grpo", "ppo"} if rl_only else set(dt.ATTACKS)), defence
     assert {a for a, d in pairs if d == "none"} == set(dt.ATTACKS)
     lag = {labels["attack"]: spec.agent for _, spec, labels in runs if labels["defence"] == "lagrangian"}
