@@ -159,9 +159,9 @@ def test_greedy_samples_are_the_argmax_their_logprobs_say(world):
     # the world's policy: prompts of different lengths (left padding), answers that stop at EOS at different lengths
     policy = world.load_policy(world.policy_path, "cpu").eval()
     prompts = [world.format_prompt(p) for p in world.attack_prompts.prompts[:8]]
-    rollout = generation.sample(policy, world.tokenizer, prompts, max_new_tokens=16, greedy=True)
+    rollout = generation.sample(policy, world.tokenizer, prompts, max_new_tokens=20, greedy=True)
     got = generation.response_logprobs(policy, rollout)
-    stopped = rollout.lengths < 16  # answers that ended with EOS before the limit
+    stopped = rollout.lengths < 20  # answers that ended with EOS before the limit
     assert len(set(rollout.lengths.tolist())) > 1 and stopped.sum() >= 4
     for row in range(len(prompts)):
         columns = slice(None, rollout.prompt_length)
