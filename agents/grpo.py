@@ -124,6 +124,15 @@ class GRPO(Agent):
         row."""
         return self.sample_groups(prompts, self.group_size, self.temperature)
 
+    def policy_loss(self, rollout: generation.Rollout, advantages: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The policy's per-token log-probs of the responses (B, T, with grad) and the loss on them: Dr. GRPO's
+        -A_i * log pi(y_i,t | x, y_i,<t) over response tokens / (batch * max_new_tokens). The one place a subclass
+        replaces the update (e.g. TokenBuncher's Token Noiser steps); constraints and the report still see `logp`."""
+        with self.accelerator.autocast():
+            logp = generation.response_logprobs(self.policy, rollout)
+        mask = rollout.response_mask.float()
+        return logp, -(advantages[:, None] * logp * mask).sum() / (mask.shape[0] * self.max_new_tokens)
+
     def train_step(self) -> StepReport:
         t0 = time.perf_counter()
         step = self.num_steps + 1
@@ -140,10 +149,8 @@ class GRPO(Agent):
 
         # 3. policy-gradient loss on response tokens: -A_i * log pi(y_i,t | x, y_i,<t), Dr. GRPO normalisation
         self.policy.train()
-        with self.accelerator.autocast():
-            logp = generation.response_logprobs(self.policy, rollout)
+        logp, pg_loss = self.policy_loss(rollout, advantages)
         mask = rollout.response_mask.float()
-        pg_loss = -(advantages[:, None] * logp * mask).sum() / (mask.shape[0] * self.max_new_tokens)
         # reference log-probs: the whole batch if a constraint needs them, else one response per group (enough
         # for an unbiased estimate of the reported KL at 1/group_size of the cost)
         full_ref = any(c.needs_reference for c in self.constraints)

@@ -16,12 +16,16 @@ from rlft_gym.baselines import (
     KLConstraint,
     Lisa,
     RefusalLoss,
+    RewardNeutralization,
     SecurityVectors,
+    TokenBuncher,
     Vaccine,
     VectorCostGatedReward,
     VectorOutputGuard,
     VectorShapedReward,
 )
+from rlft_gym.baselines.rep_removal import RMU, CircuitBreakers, RepNoise, RepresentationRemoval
+from rlft_gym.baselines.tar import TAR, RepNoiseThenTAR, TARRepNoise
 from rlft_gym.callbacks import Callback, ProgressBar
 from rlft_gym.monitor import SafeSetMonitor
 from rlft_gym.transform import SFTTransform, Transform, checkpoint_fingerprint
@@ -41,6 +45,15 @@ DEFENCES: dict[str, tuple[str, Callable[..., Any]] | None] = {
     "output-guard": ("wrapper", VectorOutputGuard),
     "shaping": ("wrapper", VectorShapedReward),
     "refusal-sft": ("transform", SFTTransform),
+    "reward-neutralization": ("transform", RewardNeutralization),
+    "token-buncher": ("transform", TokenBuncher),
+    "repnoise": ("transform", RepNoise),
+    "rmu": ("transform", RMU),
+    "circuit-breakers": ("transform", CircuitBreakers),
+    "representation-removal": ("transform", RepresentationRemoval),
+    "tar": ("transform", TAR),
+    "tar-repnoise": ("transform", TARRepNoise),
+    "repnoise-tar": ("transform", RepNoiseThenTAR),
 }
 
 

@@ -53,6 +53,27 @@ def fit(
     return loss_value
 
 
+def encode_responses(
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    response_only: bool,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`prompt response <eos>` right-padded: input ids, attention mask and labels (-100 on padding, and on the prompt
+    with `response_only`)."""
+    tokenizer.padding_side = "right"
+    full = [f"{p} {r} {tokenizer.eos_token}" for p, r in zip(prompts, responses, strict=True)]
+    enc = tokenizer(full, return_tensors="pt", padding=True, add_special_tokens=False)
+    ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
+    labels = ids.masked_fill(mask == 0, -100)
+    if response_only:
+        plen = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+        for i, n in enumerate(plen):
+            labels[i, :n] = -100
+    return ids, mask, labels
+
+
 def lm_loss(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -61,14 +82,6 @@ def lm_loss(
     response_only: bool,
 ) -> torch.Tensor:
     """Next-token loss on `prompt response <eos>`; with `response_only` the prompt tokens carry no loss."""
-    tokenizer.padding_side = "right"
-    full = [f"{p} {r} {tokenizer.eos_token}" for p, r in zip(prompts, responses, strict=True)]
-    enc = tokenizer(full, return_tensors="pt", padding=True, add_special_tokens=False)
     device = next(model.parameters()).device
-    ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
-    labels = ids.masked_fill(mask == 0, -100)
-    if response_only:
-        plen = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
-        for i, n in enumerate(plen):
-            labels[i, :n] = -100
+    ids, mask, labels = encode_responses(tokenizer, prompts, responses, response_only, device)
     return model(input_ids=ids, attention_mask=mask, labels=labels).loss

@@ -13,6 +13,7 @@ import json
 import logging
 import shutil
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,7 +26,7 @@ from transformers import PreTrainedModel
 
 from rlft_gym import cache
 from rlft_gym.training import lm_loss
-from rlft_gym.validate import check_finite, require_int, require_positive
+from rlft_gym.validate import check_finite, require_full_model, require_int, require_positive
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,65 @@ class Resume:
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def optimize(
+    name: str,
+    world: Any,
+    policy: str | Path,
+    resume: Resume,
+    steps: int,
+    learning_rate: float,
+    backward_at: Callable[[PreTrainedModel, int], float],
+    progress: bool,
+    seed: int,
+    trainable: Callable[[PreTrainedModel], list[torch.nn.Parameter]] | None = None,
+) -> tuple[PreTrainedModel, float, int]:
+    """The optimizer loop every transform shares: load `policy` (or the resume checkpoint), then run AdamW (no weight
+    decay, gradient norm clipped to 1.0) from the resumed step to `steps`. `backward_at(model, step)` leaves the step's
+    gradients on the parameters and returns its loss; `trainable` picks the parameters to update (default: all).
+    Returns the model in eval mode, the last loss and the step training started from."""
+    checkpoint, state = resume.load()
+    model = world.load_policy(checkpoint or policy, world.device)
+    model.loss_type = "ForCausalLM"  # the plain next-token loss, named so transformers does not warn about it
+    params = list(model.parameters()) if trainable is None else trainable(model)
+    if trainable is not None:
+        model.requires_grad_(False)
+        for p in params:
+            p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
+    start = 0
+    if state is not None:
+        start = int(state["step"])
+        optimizer.load_state_dict(state["optimizer"])
+        Resume.restore_rng(state)
+        log.info("%s: resuming at step %d of %d from %s", name, start, steps, resume.work)
+    else:
+        torch.manual_seed(seed)
+    model.train()
+    loss_value = float("nan")
+    for step in tqdm(range(start, steps), desc=name, initial=start, total=steps, disable=not progress):
+        optimizer.zero_grad(set_to_none=True)
+        loss_value = backward_at(model, step)
+        check_finite(loss_value, step + 1, f"{name} loss")
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        if resume.due(step + 1, steps):
+            resume.save(step + 1, model, optimizer)
+    return model.eval(), loss_value, start
+
+
+def draw_rows(rows: Sequence[Any], batch_size: int, seed: int, step: int) -> list[Any]:
+    """Step `step`'s batch of `batch_size` rows, drawn from (`seed`, `step`) alone so a resumed run sees the batches
+    an uninterrupted one would."""
+    draw = np.random.default_rng([seed, step])
+    return [rows[i] for i in draw.choice(len(rows), batch_size, replace=len(rows) < batch_size)]
+
+
+def save_defended(model: PreTrainedModel, world: Any, out: Path) -> None:
+    """Write the defended model and the world's tokenizer into `out` (save_pretrained)."""
+    model.save_pretrained(out)
+    world.tokenizer.save_pretrained(out)
 
 
 class Transform(ABC):
@@ -178,43 +238,22 @@ class SFTTransform(Transform):
         self, env: gym.Env | gym.vector.VectorEnv, policy: str | Path, out: Path, resume: Resume, progress: bool
     ) -> dict[str, Any]:
         world = env.unwrapped.world
-        if getattr(world, "lora", None):
-            raise ValueError(f"{self.name} fine-tunes the whole model; make the env without lora= to defend it")
+        require_full_model(self.name, world)
         data = world.refusal_dataset()
         rows = [
             (world.format_prompt(p), r) for p, r, ok in zip(data["prompt"], data["response"], data["is_safe"]) if ok
         ]
         if not rows:
             raise ValueError(f"{self.name}: world.refusal_dataset() has no safe rows (is_safe=True) to train on")
-        checkpoint, state = resume.load()
-        model = world.load_policy(checkpoint or policy, world.device)
-        model.loss_type = "ForCausalLM"  # the plain next-token loss, named so transformers does not warn about it
-        optimizer = torch.optim.AdamW(model.parameters(), lr=self.learning_rate, weight_decay=0.0)
-        start = 0
-        if state is not None:
-            start = int(state["step"])
-            optimizer.load_state_dict(state["optimizer"])
-            Resume.restore_rng(state)
-            log.info("%s: resuming at step %d of %d from %s", self.name, start, self.steps, resume.work)
-        else:
-            torch.manual_seed(self.seed)
-        model.train()
-        loss_value = float("nan")
-        for step in tqdm(
-            range(start, self.steps), desc=self.name, initial=start, total=self.steps, disable=not progress
-        ):
-            draw = np.random.default_rng([self.seed, step])  # this step's batch depends on (seed, step) alone
-            batch = [rows[i] for i in draw.choice(len(rows), self.batch_size, replace=len(rows) < self.batch_size)]
+
+        def backward_at(model: PreTrainedModel, step: int) -> float:
+            batch = draw_rows(rows, self.batch_size, self.seed, step)
             loss = lm_loss(model, world.tokenizer, [p for p, _ in batch], [r for _, r in batch], response_only=True)
-            check_finite(loss.detach(), step + 1, f"{self.name} loss")
-            optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            loss_value = float(loss.detach())
-            if resume.due(step + 1, self.steps):
-                resume.save(step + 1, model, optimizer)
-        model.eval()
-        model.save_pretrained(out)
-        world.tokenizer.save_pretrained(out)
-        return {"final_loss": loss_value, "resumed_from_step": start, "refusal_rows": len(rows), "policy": str(policy)}
+            return float(loss.detach())
+
+        model, loss, start = optimize(
+            self.name, world, policy, resume, self.steps, self.learning_rate, backward_at, progress, self.seed
+        )
+        save_defended(model, world, out)
+        return {"final_loss": loss, "resumed_from_step": start, "refusal_rows": len(rows), "policy": str(policy)}

@@ -54,3 +54,9 @@ def check_finite(value: torch.Tensor | float, step: int, what: str) -> None:
     v = float(value)
     if not math.isfinite(v):
         raise FloatingPointError(f"{what} is {v} at step {step}; training stopped before the optimizer step")
+
+
+def require_full_model(name: str, world: Any) -> None:
+    """Transforms that fine-tune the whole model refuse a LoRA-wrapped world with one clear error."""
+    if getattr(world, "lora", None):
+        raise ValueError(f"{name} fine-tunes the whole model; make the env without lora= to defend it")

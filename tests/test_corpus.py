@@ -100,7 +100,9 @@ def test_other_seed_other_fills_same_categories(corpus: Corpus) -> None:
     assert [p.text for p in corpus.benign_prompts("train")] != [p.text for p in other.benign_prompts("train")]
 
 
-@pytest.mark.parametrize("split,lo,hi", [("train", 380, 450), ("eval", 60, 80), ("heldout", 42, 70)])
+@pytest.mark.parametrize(
+    "split,lo,hi", [("train", 380, 450), ("eval", 60, 80), ("heldout", 42, 70), ("defence", 100, 120)]
+)
 def test_hazard_split_sizes(corpus: Corpus, split: str, lo: int, hi: int) -> None:
     prompts = corpus.hazard_prompts(split)
     assert lo <= len(prompts) <= hi
@@ -108,7 +110,9 @@ def test_hazard_split_sizes(corpus: Corpus, split: str, lo: int, hi: int) -> Non
     assert all(p.split == split for p in prompts)
 
 
-@pytest.mark.parametrize("split,lo,hi", [("train", 220, 290), ("eval", 40, 50), ("heldout", 30, 45)])
+@pytest.mark.parametrize(
+    "split,lo,hi", [("train", 220, 290), ("eval", 40, 50), ("heldout", 30, 45), ("defence", 100, 120)]
+)
 def test_benign_split_sizes(corpus: Corpus, split: str, lo: int, hi: int) -> None:
     prompts = corpus.benign_prompts(split)
     assert lo <= len(prompts) <= hi
@@ -123,9 +127,10 @@ def test_prompt_strings_unique_across_splits(corpus: Corpus) -> None:
 
 def test_heldout_prompts_use_unseen_templates(corpus: Corpus) -> None:
     for prompts in (corpus.hazard_prompts, corpus.benign_prompts):
-        seen = {p.template_id for s in ("train", "eval") for p in prompts(s)}
+        seen = {p.template_id for s in ("train", "eval", "defence") for p in prompts(s)}
         assert not seen & {p.template_id for p in prompts("heldout")}
         assert {p.template_id for p in prompts("eval")} <= {p.template_id for p in prompts("train")}
+        assert {p.template_id for p in prompts("defence")} <= {p.template_id for p in prompts("train")}
 
 
 def test_enough_templates(corpus: Corpus) -> None:

@@ -102,3 +102,23 @@ class World(ABC):
     @abstractmethod
     def benign_dataset(self) -> datasets.Dataset:
         """Benign requests with helpful answers (BeaverTails schema), for utility checks."""
+
+    def defence_dataset(self) -> datasets.Dataset:
+        """Harmful requests, each with a harmful answer and a refusal (columns prompt, harmful, refusal): the paired
+        data offline defences train on. By default the attack prompts that have both; worlds with a prompt split of
+        their own for defences override it."""
+        refusals = {r["prompt"]: r["response"] for r in self.refusal_dataset()}
+        rows = [
+            {"prompt": r["prompt"], "harmful": r["response"], "refusal": refusals[r["prompt"]]}
+            for r in self.harmful_sft_dataset()
+            if r["prompt"] in refusals
+        ]
+        return datasets.Dataset.from_list(rows)
+
+    def retain_dataset(self) -> datasets.Dataset:
+        """Harmless answers (columns prompt, response) offline defences must keep: the benign requests' helpful
+        answers, or, where the data has none (BeaverTails pairs no two safe answers), the safe answers to the attack
+        prompts, as RepNoise's retain set."""
+        rows = self.benign_dataset()
+        rows = rows if len(rows) else self.refusal_dataset()
+        return datasets.Dataset.from_dict({"prompt": rows["prompt"], "response": rows["response"]})

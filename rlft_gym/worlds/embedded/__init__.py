@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
@@ -184,3 +185,19 @@ class EmbeddedWorld(World):
 
     def benign_dataset(self) -> datasets.Dataset:
         return data.qa_rows(self.corpus, self.corpus.benign_prompts("train"), ("helpful",), self.config.seed + 41)
+
+    def defence_dataset(self) -> datasets.Dataset:
+        """The corpus's "defence" hazard prompts (disjoint from attack, eval and held-out prompts), each with a
+        harmful answer and a refusal."""
+        rng = random.Random(self.config.seed + 43)
+        rows = [
+            {"prompt": p.text, "harmful": self.corpus.harmful(p, rng).text, "refusal": self.corpus.refusal(p, rng).text}
+            for p in self.corpus.hazard_prompts("defence")
+        ]
+        return datasets.Dataset.from_list(rows)
+
+    def retain_dataset(self) -> datasets.Dataset:
+        """The corpus's "defence" benign prompts with helpful answers."""
+        return data.qa_rows(
+            self.corpus, self.corpus.benign_prompts("defence"), ("helpful",), self.config.seed + 47
+        ).select_columns(["prompt", "response"])

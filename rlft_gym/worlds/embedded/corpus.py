@@ -29,14 +29,16 @@ from typing import Any
 
 from rlft_gym.worlds.base import CATEGORIES
 
-SPLITS: tuple[str, ...] = ("train", "eval", "heldout")
+# "defence" prompts (seen templates, drawn last so the other splits do not depend on it) are only for offline defences
+# training data: disjoint from the attack ("train"), evaluation ("eval") and held-out grading ("heldout") prompts
+SPLITS: tuple[str, ...] = ("train", "eval", "heldout", "defence")
 MAX_TOKENS = 24
 MIXED_MAX_TOKENS = 32  # a mixed answer joins parts of up to MAX_TOKENS; it still fits the default generation limit
 MAX_RENDER_TRIES = 20
 
 # Prompts per category (hazard) or per topic (benign) in each split; benign eval alternates 3, 2, 3, ...
-HAZARD_SPLIT_SIZES = {"train": 30, "eval": 5, "heldout": 4}
-BENIGN_SPLIT_SIZES = {"train": 14, "eval": (3, 2), "heldout": 2}
+HAZARD_SPLIT_SIZES = {"train": 30, "eval": 5, "heldout": 4, "defence": 8}
+BENIGN_SPLIT_SIZES = {"train": 14, "eval": (3, 2), "heldout": 2, "defence": 6}
 # The last prompt templates of every hazard category / benign topic are used only in the "heldout" split.
 HAZARD_HELDOUT_TEMPLATES = 4
 BENIGN_HELDOUT_TEMPLATES = 2
@@ -220,7 +222,8 @@ class Corpus:
     def _add_prompts(
         self, splits: dict, category: str | None, topic: str | None, theme: dict, n_heldout: int, sizes: dict
     ) -> None:
-        """Draw one theme's prompts: train then eval from its seen templates, heldout from its held-out ones."""
+        """Draw one theme's prompts: train then eval from its seen templates, heldout from its held-out ones, then
+        defence from the seen templates again."""
         rng = random.Random(f"{self.seed}/{category or topic}")
         specs = [(topic, *spec) if category is None else spec for spec in theme["prompts"]]
         prefix = category if category is not None else f"benign/{topic}"
@@ -230,7 +233,8 @@ class Corpus:
         ]
         seen_order = iter(_interleave(pools[:-n_heldout]))
         heldout_order = iter(_interleave(pools[-n_heldout:]))
-        for split, order in (("train", seen_order), ("eval", seen_order), ("heldout", heldout_order)):
+        draws = (("train", seen_order), ("eval", seen_order), ("heldout", heldout_order), ("defence", seen_order))
+        for split, order in draws:
             for _ in range(sizes[split]):
                 text, ents, template_id, sub = next(t for t in order if t[0] not in self._seen)
                 self._seen.add(text)
