@@ -153,6 +153,26 @@ def cmd_defend(args: argparse.Namespace) -> None:
     print(path)
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    """`rlft-gym bench`: run the grid's missing cells (or, with --report, none), then write and print its tables."""
+    from rlft_gym.bench import RESULTS, BenchConfig, run, write_tables
+
+    config = BenchConfig.from_toml(args.config) if args.config else BenchConfig()
+    overrides = {"seeds": args.seeds, "workers": args.workers, "world_preset": args.preset}
+    config = BenchConfig(**{**config.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
+    if args.report:
+        path = Path(args.out) / RESULTS
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no bench results to report; run the bench first")
+        report = json.loads(path.read_text())
+    else:
+        status.print(f"bench: {len(config.cells())} runs in the grid, finished ones in {args.out} are skipped")
+        report = run(config, args.out)
+    md, table = write_tables(report, args.out, config.capability_bound)
+    console.print(md.read_text(), soft_wrap=True)
+    console.print(f"tables: {md} {table}", soft_wrap=True)
+
+
 def cmd_plot(args: argparse.Namespace) -> None:
     from rlft_gym.plot import plot_runs
 
@@ -430,6 +450,15 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("results", nargs="+")
     pl.add_argument("-o", "--output", default="runs/plot.png")
     pl.set_defaults(func=cmd_plot)
+
+    bn = sub.add_parser("bench", help="a grid of envs x attacks x defences x flip ratios x seeds, aggregated")
+    bn.add_argument("config", nargs="?", default=None, help="a TOML grid (default: every attack, no defence)")
+    bn.add_argument("--out", default="runs/bench", help="results directory (finished runs in it are skipped)")
+    bn.add_argument("--seeds", type=int, nargs="+", default=None, help="override the config's seeds")
+    bn.add_argument("--workers", type=int, default=None, help="worker processes (default: the config's, else 1)")
+    bn.add_argument("--preset", default=None, choices=("standard", "tiny", "large"), help="override the world size")
+    bn.add_argument("--report", action="store_true", help="only aggregate the results already in --out")
+    bn.set_defaults(func=cmd_bench)
 
     d = sub.add_parser("demo", help="build the world, attack the undefended and a cost-gated policy, print the table")
     world_args(d)

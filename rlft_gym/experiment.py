@@ -103,6 +103,21 @@ AGENTS: dict[str, str] = {
     "ppo-lag": "PPOLagrangian",
 }
 NO_CONSTRAINTS = ("best-of-n",)  # attacks that train nothing, so a loss-term defence has nothing to act on
+# attacks that train on fixed datasets: they never read the env's reward (a reward wrapper has nothing to act on), and
+# TRL computes their loss without the reference log-probs a constraint such as KL needs
+DATASET_ATTACKS = ("sft", "dpo")
+
+
+def applies(agent: str, defence: str) -> bool:
+    """Whether `defence` can act on attack `agent`: a reward wrapper needs an attack that reads the env's reward, a
+    constraint one that trains (and computes reference log-probs, if it needs them); a transform acts on any."""
+    kind = defence_kind(defence)
+    if kind == "wrapper":
+        return agent not in DATASET_ATTACKS
+    if kind == "constraint":
+        needs_reference = DEFENCES[defence][1].needs_reference
+        return agent not in NO_CONSTRAINTS and not (agent in DATASET_ATTACKS and needs_reference)
+    return True
 
 
 def make_agent(name: str, env: gym.Env | gym.vector.VectorEnv, **kwargs: Any) -> Agent:

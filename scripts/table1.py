@@ -14,18 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rlft_gym.bench import ATTACK_SETTINGS
 from rlft_gym.experiment import AttackSpec, run_attack
 from rlft_gym.worlds import load_world
 
-# Per attack: steps, batch (num_envs) and hyperparameters. Paper defaults unless noted in docs/attacks.md.
-SETTINGS: dict[str, dict[str, Any]] = {
-    # SFT and DPO do not sample to learn; num_envs only sizes the per-step probe of the env's reward and cost
-    "sft": {"steps": 300, "num_envs": 8, "agent_kwargs": {"learning_rate": 3e-5}},
-    "dpo": {"steps": 200, "num_envs": 8, "agent_kwargs": {"learning_rate": 5e-5, "beta": 0.1}},
-    "grpo": {"steps": 60, "num_envs": 128, "agent_kwargs": {"learning_rate": 1e-4, "group_size": 8}},
-    "ppo": {"steps": 60, "num_envs": 64, "agent_kwargs": {"learning_rate": 1.41e-5}},
-    "trl-grpo": {"steps": 80, "num_envs": 128, "agent_kwargs": {"learning_rate": 1e-4, "group_size": 8}},
-}
+SETTINGS = ATTACK_SETTINGS  # per attack: steps, batch (num_envs), eval interval, hyperparameters
 
 
 def table1(

@@ -34,6 +34,35 @@ def test_table3_meets_every_online_defence_where_it_applies():
     assert all(spec.env_kwargs["flip_ratio"] == 1.0 for spec in specs.values())
 
 
+def test_table4_attacks_every_offline_defence_trained_per_seed():
+    runs = dt.cells("table4", 2, "tiny")
+    pairs = {(labels["attack"], labels["defence"]): spec for _, spec, labels in runs}
+    offline = {d for d in dt.DEFENCES if defence_kind(d) == "transform"} - {"representation-removal"}
+    assert set(pairs) == {(a, d) for a in dt.ATTACKS for d in offline} and len(runs) == len(pairs)
+    assert all(spec.defence_kwargs == {"seed": 2} and spec.seed == 2 for spec in pairs.values())
+    assert pairs["sft", "tar"].steps == dt.SETTINGS["sft"]["steps"]
+
+
+def test_neutralization_attacks_each_domain_undefended_and_defended_on_both():
+    runs = dt.cells("neutralization", 1, "tiny")
+    labels = {(labels["env"], labels["defence"]): spec for _, spec, labels in runs}
+    defences = {"none", "reward-neutralization (biohazard)", "reward-neutralization (cybercrime)"}
+    assert set(labels) == {(e, d) for e in ("HarmfulRL-Biohazard-v0", "HarmfulRL-Cybercrime-v0") for d in defences}
+    spec = labels["HarmfulRL-Biohazard-v0", "reward-neutralization (cybercrime)"]  # cross-domain transfer
+    assert spec.defence_kwargs == {"domain": "cybercrime", "seed": 1} and spec.steps == 200 and spec.agent == "grpo"
+
+
+def test_broken_marks_a_defence_that_broke_the_model_before_any_attack():
+    def row(capability, perplexity):
+        return {"initial": {"capability": capability, "perplexity": perplexity}}
+
+    undefended = [row(0.6, 3.0)]
+    assert dt.broken([row(0.5, 5.9)], undefended) == "ok"  # 0.5 >= 0.8 * 0.6 and 5.9 <= 2 * 3
+    assert dt.broken([row(0.47, 3.0)], undefended) == "broken"
+    assert dt.broken([row(0.6, 6.1)], undefended) == "broken"
+    assert dt.broken([row(0.6, 6.1)], []) == "-"
+
+
 def test_sweeps_put_each_value_where_it_belongs():
     runs = dt.cells("sweeps", 1, "tiny")
     assert len(runs) == sum(len(v) for *_, v in dt.SWEEPS.values())
