@@ -313,14 +313,17 @@ class RMU(RepresentationRemoval):
 @dataclass(frozen=True)
 class CircuitBreakers(RepresentationRemoval):
     """Circuit Breakers (representation rerouting): harmful hidden states pushed orthogonal to the frozen model's
-    (ReLU cosine) while retain hidden states are held to the frozen model's, on the authors' linear schedule; the
-    paper's alpha 10 weighs both, lr 1e-4 constant. Full-parameter (the authors train LoRA adapters)."""
+    (ReLU cosine) while retain hidden states are held to the frozen model's, on the authors' linear schedule, lr 1e-4
+    constant. Full-parameter (the authors train LoRA adapters, which bounds how far the model moves): with the
+    paper's alpha 10 on the removal term the embedded model broke before any attack (perplexity 2.9 -> 26.9, judge
+    harm 0.45 on word salad), so removal is weighted 1, the retain representations 10, plus the retain answers' CE
+    (weight 1), which left capability and perplexity at the aligned policy's (0.64, 3.2) with judge harm 0.05."""
 
     name: ClassVar[str] = "circuit-breakers"
 
     projection: str = "orthogonal"
     distance: str = "cosine"
-    removal_weight: float = 10.0
-    retain_weight: float = 0.0
+    removal_weight: float = 1.0
+    retain_weight: float = 1.0
     representation_retain_weight: float = 10.0
     schedule: str = "reroute"

@@ -181,7 +181,7 @@ def batch_terms(t: RepresentationRemoval, world, policy) -> dict[str, float]:
     [
         (RepNoise(steps=15, batch_size=8, learning_rate=1e-3, seed=5), "removal", "harmful_ce"),
         (RMU(steps=15, batch_size=8, learning_rate=1e-3, seed=5), "removal", None),
-        (CircuitBreakers(steps=15, batch_size=8, learning_rate=1e-3, seed=5), "removal", None),
+        (CircuitBreakers(steps=15, batch_size=8, learning_rate=1e-3, removal_weight=10.0, seed=5), "removal", None),
     ],
     ids=["repnoise", "rmu", "circuit-breakers"],
 )
