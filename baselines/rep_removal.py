@@ -109,6 +109,19 @@ def mlp_parameters(model: PreTrainedModel, layers: tuple[int, ...]) -> list[torc
     return params
 
 
+def defence_inputs(
+    name: str, world: Any, policy: str | Path
+) -> tuple[list[dict[str, str]], list[dict[str, str]], PreTrainedModel]:
+    """What the representation-removal and TAR transforms train from: the world's defence pairs and retain rows
+    with formatted prompts, and the frozen starting model (`policy`) their retain and reference terms compare to."""
+    require_full_model(name, world)
+    pairs = [{**r, "prompt": world.format_prompt(r["prompt"])} for r in world.defence_dataset()]
+    retain = [{**r, "prompt": world.format_prompt(r["prompt"])} for r in world.retain_dataset()]
+    if not pairs or not retain:
+        raise ValueError(f"{name}: the world has {len(pairs)} defence pairs and {len(retain)} retain rows")
+    return pairs, retain, world.load_policy(policy, world.device).eval().requires_grad_(False)
+
+
 @dataclass(frozen=True)
 class RepresentationRemoval(Transform):
     """The representation-removal loss above with every knob explicit; `RepNoise`, `RMU` and `CircuitBreakers` are
@@ -234,12 +247,7 @@ class RepresentationRemoval(Transform):
         self, env: gym.Env | gym.vector.VectorEnv, policy: str | Path, out: Path, resume: Resume, progress: bool
     ) -> dict[str, Any]:
         world = env.unwrapped.world
-        require_full_model(self.name, world)
-        pairs = [{**r, "prompt": world.format_prompt(r["prompt"])} for r in world.defence_dataset()]
-        retain = [{**r, "prompt": world.format_prompt(r["prompt"])} for r in world.retain_dataset()]
-        if not pairs or not retain:
-            raise ValueError(f"{self.name}: the world has {len(pairs)} defence pairs and {len(retain)} retain rows")
-        frozen = world.load_policy(policy, world.device).eval().requires_grad_(False)
+        pairs, retain, frozen = defence_inputs(self.name, world, policy)
         control = self.control_vector(frozen.get_input_embeddings().embedding_dim).to(world.device)
         last: dict[str, float] = {}
 

@@ -35,12 +35,11 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
 
-from rlft_gym.baselines.rep_removal import RepNoise
+from rlft_gym.baselines.rep_removal import RepNoise, defence_inputs
 from rlft_gym.training import encode_responses, lm_loss
 from rlft_gym.transform import Resume, Transform, draw_rows, optimize, save_defended
 from rlft_gym.validate import (
     check_finite,
-    require_full_model,
     require_int,
     require_non_negative,
     require_one_of,
@@ -181,19 +180,9 @@ class TAR(Transform):
     def train(
         self, env: gym.Env | gym.vector.VectorEnv, policy: str | Path, out: Path, resume: Resume, progress: bool
     ) -> dict[str, Any]:
-        return self.train_from(env, policy, out, resume, progress)
-
-    def train_from(
-        self, env: gym.Env | gym.vector.VectorEnv, policy: str | Path, out: Path, resume: Resume, progress: bool
-    ) -> dict[str, Any]:
         """TAR from the checkpoint `policy` (the env's, or another defence's result)."""
         world = env.unwrapped.world
-        require_full_model(self.name, world)
-        pairs = [{**r, "prompt": world.format_prompt(r["prompt"])} for r in world.defence_dataset()]
-        retain = [{**r, "prompt": world.format_prompt(r["prompt"])} for r in world.retain_dataset()]
-        if not pairs or not retain:
-            raise ValueError(f"{self.name}: the world has {len(pairs)} defence pairs and {len(retain)} retain rows")
-        frozen = world.load_policy(policy, world.device).eval().requires_grad_(False)
+        pairs, retain, frozen = defence_inputs(self.name, world, policy)
         repnoise = RepNoise(seed=self.seed, batch_size=self.batch_size)
         control = repnoise.control_vector(frozen.get_input_embeddings().embedding_dim).to(world.device)
         last: dict[str, float] = {}
@@ -256,4 +245,4 @@ class RepNoiseThenTAR(TAR):
         self, env: gym.Env | gym.vector.VectorEnv, policy: str | Path, out: Path, resume: Resume, progress: bool
     ) -> dict[str, Any]:
         start = RepNoise(seed=self.seed).apply(env, progress=progress)
-        return {**self.train_from(env, start, out, resume, progress), "repnoise_checkpoint": str(start)}
+        return {**super().train(env, start, out, resume, progress), "repnoise_checkpoint": str(start)}

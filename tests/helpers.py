@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
+import torch
+from safetensors.torch import load_file
 
 from rlft_gym.callbacks import Callback
 
@@ -64,3 +70,32 @@ def assert_resumes(agent, env, path, load_env=None, **load_kwargs) -> None:
     np.testing.assert_allclose([a.reward, a.cost, a.loss, a.kl], [b.reward, b.cost, b.loss, b.kl], rtol=1e-5, atol=1e-6)
     for p, q in zip(agent.policy.parameters(), loaded.policy.parameters(), strict=True):
         torch.testing.assert_close(p, q)
+
+
+def fresh(transform: Any, env: gym.Env) -> tuple[Path, Path]:
+    """A transform's cache and work dirs for `env`, emptied first (the test home persists between sessions)."""
+    directory = transform.cache_dir(env)
+    work = directory.with_name(f"{directory.name}.work")
+    shutil.rmtree(directory, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+    return directory, work
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a saved checkpoint."""
+    return load_file(Path(path) / "model.safetensors")
+
+
+class KillAt:
+    """Replaces the function `module.name` with a counting wrapper that raises at call `kill_at` (as a killed process
+    would stop); `calls` counts the calls, and `kill_at = None` lets every call through."""
+
+    def __init__(self, monkeypatch: Any, module: Any, name: str, kill_at: int | None = None) -> None:
+        self.calls, self.kill_at, self.wrapped = 0, kill_at, getattr(module, name)
+        monkeypatch.setattr(module, name, self)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == self.kill_at:
+            raise KeyboardInterrupt("killed")
+        return self.wrapped(*args, **kwargs)

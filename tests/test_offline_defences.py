@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import gymnasium as gym
 import pytest
 import torch
-from safetensors.torch import load_file
+from helpers import fresh, weights
 
 from rlft_gym import cache
 from rlft_gym.baselines import (
@@ -27,7 +26,6 @@ from rlft_gym.baselines import (
     tar,
 )
 from rlft_gym.experiment import DEFENCES, TRANSFORMS, make_transform
-from rlft_gym.transform import Transform
 
 
 @pytest.fixture(scope="module")
@@ -35,17 +33,6 @@ def env(world):
     e = gym.make("RPA-BeaverTails-v0")
     yield e
     e.close()
-
-
-def fresh(t: Transform, env) -> None:
-    """Empty `t`'s cache and work dirs (the test home persists between sessions)."""
-    directory = t.cache_dir(env)
-    shutil.rmtree(directory, ignore_errors=True)
-    shutil.rmtree(directory.with_name(f"{directory.name}.work"), ignore_errors=True)
-
-
-def weights(path) -> dict[str, torch.Tensor]:
-    return load_file(path / "model.safetensors")
 
 
 # --- hand-computed cases -------------------------------------------------------------------------------------------

@@ -5,13 +5,12 @@ the registry entry."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from helpers import KillAt, fresh, weights
 
 import rlft_gym
 from rlft_gym import cache
@@ -28,19 +27,6 @@ def env(world):
     e = gym.make("RPA-BeaverTails-v0", max_new_tokens=MAX_NEW_TOKENS)
     yield e
     e.close()
-
-
-def fresh(t: RewardNeutralization, env) -> tuple:
-    """`t`'s cache and work dirs, emptied first (the test home persists between sessions)."""
-    directory = t.cache_dir(env)
-    work = directory.with_name(f"{directory.name}.work")
-    shutil.rmtree(directory, ignore_errors=True)
-    shutil.rmtree(work, ignore_errors=True)
-    return directory, work
-
-
-def weights(path) -> dict[str, torch.Tensor]:
-    return load_file(path / "model.safetensors")
 
 
 def test_defensive_reward_and_group_spread_by_hand():
@@ -116,27 +102,14 @@ def test_bad_setting_is_one_clear_error(kwargs, message):
         RewardNeutralization(**kwargs)
 
 
-class Killer:
-    """Counts the defensive-reward calls (one per step); raises at call `kill_at`, as a killed process would stop."""
-
-    def __init__(self, monkeypatch, kill_at: int | None) -> None:
-        self.calls, self.kill_at, self.reward = 0, kill_at, rn.defensive_reward
-        monkeypatch.setattr(rn, "defensive_reward", self)
-
-    def __call__(self, *args, **kwargs):
-        self.calls += 1
-        if self.calls == self.kill_at:
-            raise KeyboardInterrupt("killed")
-        return self.reward(*args, **kwargs)
-
-
 def test_a_killed_run_resumes_to_the_uninterrupted_weights(env, monkeypatch):
     t = RewardNeutralization(steps=5, group_size=2, num_prompts=2, seed=3)
     fresh(t, env)
     uninterrupted = weights(t.apply(env, progress=False, save_every=2))
     directory, work = fresh(t, env)
 
-    killer = Killer(monkeypatch, kill_at=4)  # killed during step 4: the last agent checkpoint is after step 2
+    # killed during step 4: the last agent checkpoint is after step 2
+    killer = KillAt(monkeypatch, rn, "defensive_reward", kill_at=4)
     with pytest.raises(KeyboardInterrupt):
         t.apply(env, progress=False, save_every=2)
     assert not directory.exists() and json.loads((work / "agent" / "agent.json").read_text())["num_steps"] == 2

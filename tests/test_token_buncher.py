@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from helpers import Recorder
-from safetensors.torch import load_file
+from helpers import KillAt, Recorder, fresh, weights
 
 import rlft_gym
 from rlft_gym import cache, generation
@@ -28,19 +26,6 @@ def env(world):
     e = gym.make("RPA-BeaverTails-v0", max_new_tokens=16)
     yield e
     e.close()
-
-
-def fresh(t: TokenBuncher, env) -> tuple:
-    """`t`'s cache and work dirs, emptied first (the test home persists between sessions)."""
-    directory = t.cache_dir(env)
-    work = directory.with_name(f"{directory.name}.work")
-    shutil.rmtree(directory, ignore_errors=True)
-    shutil.rmtree(work, ignore_errors=True)
-    return directory, work
-
-
-def weights(path) -> dict[str, torch.Tensor]:
-    return load_file(path / "model.safetensors")
 
 
 def test_entropy_and_the_entropy_reward_by_hand():
@@ -132,27 +117,14 @@ def test_bad_setting_is_one_clear_error(kwargs, message):
         TokenBuncher(**kwargs)
 
 
-class Killer:
-    """Counts the entropy-reward calls (one per step); raises at call `kill_at`, as a killed process would stop."""
-
-    def __init__(self, monkeypatch, kill_at: int | None) -> None:
-        self.calls, self.kill_at, self.reward = 0, kill_at, tb.entropy_reward
-        monkeypatch.setattr(tb, "entropy_reward", self)
-
-    def __call__(self, *args, **kwargs):
-        self.calls += 1
-        if self.calls == self.kill_at:
-            raise KeyboardInterrupt("killed")
-        return self.reward(*args, **kwargs)
-
-
 def test_a_killed_run_resumes_to_the_uninterrupted_weights(env, monkeypatch):
     t = TokenBuncher(steps=5, warmup_steps=1, group_size=2, num_prompts=2, seed=3)  # noiser steps 2 and 4
     fresh(t, env)
     uninterrupted = weights(t.apply(env, progress=False, save_every=2))
     directory, work = fresh(t, env)
 
-    killer = Killer(monkeypatch, kill_at=4)  # killed during step 4: the last agent checkpoint is after step 2
+    # killed during step 4: the last agent checkpoint is after step 2
+    killer = KillAt(monkeypatch, tb, "entropy_reward", kill_at=4)
     with pytest.raises(KeyboardInterrupt):
         t.apply(env, progress=False, save_every=2)
     assert not directory.exists() and json.loads((work / "agent" / "agent.json").read_text())["num_steps"] == 2

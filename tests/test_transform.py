@@ -4,12 +4,11 @@ defended checkpoint attacked as `policy=` with itself as the KL reference (the e
 from __future__ import annotations
 
 import json
-import shutil
 
 import gymnasium as gym
 import pytest
 import torch
-from safetensors.torch import load_file
+from helpers import KillAt, fresh, weights
 
 import rlft_gym
 from rlft_gym import cache, transform
@@ -24,37 +23,10 @@ def env(world):
     e.close()
 
 
-def fresh(t: SFTTransform, env) -> tuple:
-    """`t`'s cache and work dirs, emptied first (the test home persists between sessions)."""
-    directory = t.cache_dir(env)
-    work = directory.with_name(f"{directory.name}.work")
-    shutil.rmtree(directory, ignore_errors=True)
-    shutil.rmtree(work, ignore_errors=True)
-    return directory, work
-
-
-class CountedLoss:
-    """Counts the transform's loss calls (one per step); raises at call `kill_at`, as a killed process would stop."""
-
-    def __init__(self, monkeypatch, kill_at: int | None = None) -> None:
-        self.calls, self.kill_at, self.loss = 0, kill_at, transform.lm_loss
-        monkeypatch.setattr(transform, "lm_loss", self)
-
-    def __call__(self, *args, **kwargs):
-        self.calls += 1
-        if self.calls == self.kill_at:
-            raise KeyboardInterrupt("killed")
-        return self.loss(*args, **kwargs)
-
-
-def weights(path) -> dict[str, torch.Tensor]:
-    return load_file(path / "model.safetensors")
-
-
 def test_apply_trains_once_then_serves_the_cache(env, monkeypatch, tmp_path):
     t = SFTTransform(steps=3, batch_size=4, seed=11)
     directory, work = fresh(t, env)
-    loss = CountedLoss(monkeypatch)
+    loss = KillAt(monkeypatch, transform, "lm_loss")
     path = t.apply(env, progress=False)
     assert path == directory and loss.calls == 3 and not work.exists()
     assert checkpoint_fingerprint(path) == directory.name and cache.problem(path, directory.name) is None
@@ -77,7 +49,8 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(env, monkeypatch):
     uninterrupted = weights(t.apply(env, progress=False, save_every=2))
     directory, work = fresh(t, env)
 
-    loss = CountedLoss(monkeypatch, kill_at=5)  # killed during step 5: the last resume checkpoint is after step 4
+    # killed during step 5: the last resume checkpoint is after step 4
+    loss = KillAt(monkeypatch, transform, "lm_loss", kill_at=5)
     with pytest.raises(KeyboardInterrupt):
         t.apply(env, progress=False, save_every=2)
     assert not directory.exists() and torch.load(work / "resume" / STATE, weights_only=True)["step"] == 4
@@ -106,7 +79,7 @@ def test_bad_config_is_one_clear_error(kwargs, message):
 
 
 def test_bad_apply_arguments_fail_before_training(env, monkeypatch, tmp_path):
-    loss = CountedLoss(monkeypatch)
+    loss = KillAt(monkeypatch, transform, "lm_loss")
     t = SFTTransform(steps=2, batch_size=4, seed=14)
     with pytest.raises(ValueError, match="save_every=0 must be a positive int"):
         t.apply(env, save_every=0)
