@@ -93,6 +93,22 @@ class ProgressBar(Callback):
             self._progress.stop()
 
 
+class StopAtReward(Callback):
+    """The early-stopping adaptive attack: stop at the first step whose batch reward reaches `threshold`. Attackers
+    stop on a reward score (a common guard against reward hacking); against a defence whose reward oscillates, such as
+    refusal loss, this keeps the policy from a peak the defence would pull it back from."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = float(threshold)
+        self.stopped_at: int | None = None
+
+    def on_step(self, agent: Agent, report: StepReport) -> bool:
+        if report.reward >= self.threshold:
+            self.stopped_at = report.step
+            return False
+        return True
+
+
 def as_callback(callback: Callback | Sequence[Callback] | None) -> Callback:
     """Normalise None, one callback or a list of them into one Callback."""
     if callback is None:

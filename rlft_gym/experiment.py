@@ -26,7 +26,7 @@ from rlft_gym.baselines import (
 )
 from rlft_gym.baselines.rep_removal import RMU, CircuitBreakers, RepNoise, RepresentationRemoval
 from rlft_gym.baselines.tar import TAR, RepNoiseThenTAR, TARRepNoise
-from rlft_gym.callbacks import Callback, ProgressBar
+from rlft_gym.callbacks import Callback, ProgressBar, StopAtReward
 from rlft_gym.monitor import SafeSetMonitor
 from rlft_gym.transform import SFTTransform, Transform, checkpoint_fingerprint
 from rlft_gym.validate import require_one_of
@@ -129,6 +129,15 @@ def make_agent(name: str, env: gym.Env | gym.vector.VectorEnv, **kwargs: Any) ->
     return getattr(agents, AGENTS[name])(env, **kwargs)
 
 
+def agent_defaults(name: str) -> dict[str, Any]:
+    """The hyperparameter defaults of attack `name`: its constructor's keyword defaults."""
+    require_one_of("agent", name, sorted(AGENTS))
+    from rlft_gym import agents
+
+    params = inspect.signature(getattr(agents, AGENTS[name])).parameters.values()
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+
 @dataclass
 class AttackSpec:
     """Everything that defines one run; saved in the results header."""
@@ -144,6 +153,7 @@ class AttackSpec:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     agent_kwargs: dict[str, Any] = field(default_factory=dict)
     defence_kwargs: dict[str, Any] = field(default_factory=dict)
+    stop_at_reward: float | None = None  # the early-stopping attack: stop once a step's batch reward reaches this
 
     def __post_init__(self) -> None:
         if self.agent not in AGENTS:
@@ -188,6 +198,8 @@ def run_attack(
     monitor = SafeSetMonitor(
         env, every=spec.eval_every, results_path=path, run_config={**run_config, **defended}, seed=spec.seed
     )
-    agent.learn(spec.steps, callback=[monitor, *callbacks] + ([ProgressBar(spec.name)] if progress else []))
+    stop = [] if spec.stop_at_reward is None else [StopAtReward(spec.stop_at_reward)]
+    progress_bar = [ProgressBar(spec.name)] if progress else []
+    agent.learn(spec.steps, callback=[monitor, *stop, *callbacks, *progress_bar])
     env.close()
     return {"results": str(path), "history": monitor.history, **monitor.summary(), **defended}
