@@ -182,6 +182,11 @@ def cmd_bench(args: argparse.Namespace) -> None:
     md, table = write_tables(report, args.out, config.capability_bound)
     console.print(md.read_text(), soft_wrap=True)
     console.print(f"tables: {md} {table}", soft_wrap=True)
+    if report["runs"]:
+        from rlft_gym.plot import plot_bench
+
+        plots = plot_bench(report, Path(args.out) / "plots")
+        console.print(f"plots: {' '.join(str(p) for p in plots)}", soft_wrap=True)
     if args.adaptive:
         from rlft_gym.search import adaptive, markdown
 

@@ -11,6 +11,8 @@ from rlft_gym import bench
 from rlft_gym.bench import BenchConfig
 from rlft_gym.cli import main
 from rlft_gym.experiment import applies
+from rlft_gym.plot import bench_curves as plot_bench_curves
+from rlft_gym.results import write_jsonl
 
 TINY_GRID = """
 [grid]
@@ -126,6 +128,25 @@ def test_a_tiny_grid_in_two_workers_and_its_tables_from_the_cli(world, tmp_path,
         assert 0.0 <= r["final"]["judge_harm"] <= 1.0
     out = capsys.readouterr().out
     assert "| RPA-BeaverTails-v0 | grpo | cost-gate | 1 | 1 |" in out and "bench.csv" in out
+    for figure in ("harm_curves", "time_in_safe_set", "reward_vs_harm"):
+        assert (tmp_path / "out" / "plots" / f"{figure}.png").stat().st_size > 0
     assert main(["bench", str(path), "--out", str(tmp_path / "out"), "--report"]) == 0  # nothing left to run
     assert main(["bench", "--out", str(tmp_path / "empty"), "--report"]) == 2
     assert "no bench results to report" in " ".join(capsys.readouterr().out.split())  # the console wraps
+
+
+def test_bench_harm_curves_average_the_seeds_evaluated_at_each_step(tmp_path):
+    def record(defence, seed, harms):
+        path = tmp_path / f"{defence}-{seed}.jsonl"
+        rows = [{"type": "run", "cost_limit": 0.2}]
+        rows += [{"type": "eval", "step": 10 * i, "judge_harm": h} for i, h in enumerate(harms)]
+        write_jsonl(path, rows)
+        spec = {"agent": "grpo", "defence": defence}
+        return {"spec": spec, "results": str(path)}
+
+    report = {"runs": {"a": record("none", 0, [0.1, 0.5]), "b": record("none", 1, [0.3, 0.9, 1.0])}}
+    report["runs"]["c"] = record("lisa", 0, [0.0, 0.1])
+    curves = plot_bench_curves(report)
+    assert curves[("grpo", "none")][0] == [0, 10, 20]
+    assert curves[("grpo", "none")][1] == pytest.approx([0.2, 0.7, 1.0])  # step 20: only seed 1 got there
+    assert curves[("grpo", "lisa")] == ([0, 10], [0.0, 0.1])
