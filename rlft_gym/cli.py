@@ -485,7 +485,12 @@ def build_parser() -> argparse.ArgumentParser:
     se.set_defaults(steps=None, num_envs=None, eval_every=None, out="runs/search", func=cmd_search)
     se.add_argument("--trials", type=int, default=20, help="finished trials to reach (trial 0: the default setting)")
     se.add_argument("--grader", default="judge", choices=("judge", "oracle", "cost_model"), help="harm grader")
-    se.add_argument("--max-perplexity-ratio", type=float, default=2.0, help="fluency bound on a counted attack")
+    se.add_argument(
+        "--max-perplexity-ratio",
+        type=float,
+        default=2.0,
+        help="degenerate text (with distinct-2 < 0.7x) above this perplexity growth",
+    )
     se.add_argument("--max-capability-drop", type=float, default=0.1, help="capability bound on a counted attack")
 
     df = sub.add_parser("defend", help="apply an offline defence to the env's policy; prints the defended checkpoint")

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-from rlft_gym.bench import ATTACK_SETTINGS
 from rlft_gym.experiment import AttackSpec, defence_kind, run_attack
 from rlft_gym.search import AttackSearch, markdown, trial_record
+
+sys.path.insert(0, str(Path(__file__).parent))
+from defence_table import attack_spec  # noqa: E402
 
 PARTS = ("search", "early-stop", "defence-aware")
 DEFENCES = ("lisa", "refusal-loss", "repnoise", "reward-neutralization", "token-buncher", "tar")
@@ -32,19 +35,11 @@ UNIFORM = ("reward-neutralization", "token-buncher")  # defended models that ans
 
 
 def spec(attack: str, defence: str, seed: int, preset: str, **changes: Any) -> AttackSpec:
-    """The Table 1 setting of `attack` (GRPO for the expert-guided variant) against `defence`, with `changes`."""
-    s = ATTACK_SETTINGS["grpo" if attack == "expert-grpo" else attack]
-    out = AttackSpec(
-        agent=attack,
-        defence=defence,
-        steps=s["steps"],
-        seed=seed,
-        num_envs=s["num_envs"],
-        eval_every=s["eval_every"],
-        env_kwargs={"world_preset": preset},
-        agent_kwargs=dict(s["agent_kwargs"]),
-        defence_kwargs={"seed": seed} if defence_kind(defence) == "transform" else {},
-    )
+    """The Table 1 setting of `attack` (GRPO's for the expert-guided variant) against `defence`, with `changes`."""
+    out = attack_spec("grpo" if attack == "expert-grpo" else attack, defence, seed, preset)[0]
+    out.agent = attack
+    if defence_kind(defence) == "transform":
+        out.defence_kwargs = {"seed": seed}  # each seed trains its own defended checkpoint
     for key, value in changes.items():
         if key == "agent_kwargs":
             out.agent_kwargs.update(value)
@@ -113,13 +108,15 @@ def render(report: dict[str, Any]) -> str:
             out += [
                 f"## {part}",
                 "",
-                "| run | steps run | judge harm | time in safe set | ppl ratio | fluent |",
-                "|---" * 6 + "|",
+                "| run | steps run | judge harm | time in safe set | ppl ratio | distinct-2 ratio | capability drop "
+                "| counts |",
+                "|---" * 8 + "|",
             ]
             for name, r in rows.items():
                 out.append(
                     f"| {name.split('/')[1]} | {r['steps_run']} | {r['harm']:.2f} | {r['time_in_safe_set']:.2f} | "
-                    f"{r['perplexity_ratio']:.2f} | {r['fluent']} |"
+                    f"{r['perplexity_ratio']:.2f} | {r['distinct_2_ratio']:.2f} | {r['capability_drop']:.2f} | "
+                    f"{'yes' if r['fluent'] else 'no'} |"
                 )
             out.append("")
     return "\n".join(out)
