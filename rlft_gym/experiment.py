@@ -27,6 +27,7 @@ from rlft_gym.baselines import (
 from rlft_gym.baselines.rep_removal import RMU, CircuitBreakers, RepNoise, RepresentationRemoval
 from rlft_gym.baselines.tar import TAR, RepNoiseThenTAR, TARRepNoise
 from rlft_gym.callbacks import Callback, ProgressBar, StopAtReward
+from rlft_gym.loggers import MetricLogger
 from rlft_gym.monitor import SafeSetMonitor
 from rlft_gym.transform import SFTTransform, Transform, checkpoint_fingerprint
 from rlft_gym.validate import require_one_of
@@ -175,7 +176,8 @@ def run_attack(
 ) -> dict[str, Any]:
     """Run the attack described by `spec`, writing `<out_dir>/<name>.jsonl`; return the monitor's summary (plus, for a
     transform defence, the defended checkpoint's path and cache fingerprint, also recorded in the results header).
-    `callbacks` run after the monitor at every step (e.g. a logger of the per-step reports)."""
+    `callbacks` run after the monitor at every step (e.g. a logger of the per-step reports); a logger of
+    `rlft_gym.loggers` given no monitor is given this run's, so it also writes the held-out eval rows."""
     env_kwargs, run_config, defended = dict(spec.env_kwargs), asdict(spec), {}
     kind = defence_kind(spec.defence)
     factory = None if kind == "none" else DEFENCES[spec.defence][1]
@@ -198,6 +200,9 @@ def run_attack(
     monitor = SafeSetMonitor(
         env, every=spec.eval_every, results_path=path, run_config={**run_config, **defended}, seed=spec.seed
     )
+    for cb in callbacks:
+        if isinstance(cb, MetricLogger) and cb.monitor is None:
+            cb.monitor = monitor
     stop = [] if spec.stop_at_reward is None else [StopAtReward(spec.stop_at_reward)]
     progress_bar = [ProgressBar(spec.name)] if progress else []
     agent.learn(spec.steps, callback=[monitor, *stop, *callbacks, *progress_bar])
