@@ -20,7 +20,17 @@ A config is TOML; every key is optional:
     seeds = [0, 1, 2]
     world_preset = "standard"
     capability_bound = 0.1
-    workers = 1
+    workers = 1                                      # cells at a time (local backend; a local Ray cluster's size)
+    backend = "auto"                                 # "local", "ray" or "auto" (see below)
+    cpus_per_cell = 1                                # a cell's CPU request and torch threads (default: see below)
+    gpus_per_cell = 0                                # a cell's GPU request (Ray only; fractions share a GPU)
+    ray_address = "head-node:6379"                   # the Ray cluster to join (default: $RAY_ADDRESS, else local)
+
+    [env]                                            # kwargs for every cell's env (default none), e.g. the hf world's
+    world = "hf"
+    policy = "meta-llama/Llama-3.2-1B-Instruct"
+    reward_model = "models/rm-flip1"
+    cost_model = "models/cost"
 
     [attacks.grpo]                                   # overrides one attack's settings
     steps = 30
@@ -28,19 +38,32 @@ A config is TOML; every key is optional:
 
     [defences.lisa]                                  # a defence's kwargs
     rho = 10.0
+
+Backends. "local": `workers` processes (spawned; with workers = 1 the cells run in this process), each cell with
+`cpus_per_cell` torch threads, default cpu_count // workers; `gpus_per_cell` is not scheduled (a cell uses the devices
+its agent_kwargs and [env] name). "ray" (`pip install rlft-gym[ray]`): each cell is one Ray task asking for
+`cpus_per_cell` CPUs (default 1, also its torch threads) and `gpus_per_cell` GPUs, on the cluster at `ray_address`,
+else $RAY_ADDRESS, else a new local cluster of workers x cpus_per_cell CPUs that the bench starts and stops (to join
+a cluster that `ray start` runs on this machine, give ray_address = "auto"); a Ray initialised in this process is
+used as it is. "auto" (default) picks "ray" when `ray_address` is given, or when Ray is installed and either
+$RAY_ADDRESS is set or Ray is initialised in this process; else "local". Either way each finished record is saved as
+it arrives, so a killed bench resumes. docs/scale.md: a multi-node cluster with the hf world.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import importlib.util
 import io
 import json
 import math
 import multiprocessing
 import os
 import statistics
+import sys
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,7 +72,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from rlft_gym.experiment import AGENTS, DEFENCES, AttackSpec, applies, run_attack
-from rlft_gym.validate import require_fraction, require_int, require_one_of
+from rlft_gym.validate import require_fraction, require_int, require_non_negative, require_one_of, require_positive
 
 RESULTS = "bench.json"
 # Per attack: steps, batch (num_envs), eval interval and hyperparameters: the Table 1 settings (flip ratio 1.0 on the
@@ -69,7 +92,25 @@ ATTACK_SETTINGS: dict[str, dict[str, Any]] = {
 }
 # an attack without Table 1 settings runs with its own hyperparameter defaults at this budget unless the config says
 DEFAULT_SETTINGS: dict[str, Any] = {"steps": 60, "num_envs": 128, "eval_every": 10, "agent_kwargs": {}}
-GRID_KEYS = ("envs", "attacks", "defences", "flip_ratios", "seeds", "world_preset", "capability_bound", "workers")
+GRID_KEYS = (
+    "envs",
+    "attacks",
+    "defences",
+    "flip_ratios",
+    "seeds",
+    "world_preset",
+    "capability_bound",
+    "workers",
+    "backend",
+    "cpus_per_cell",
+    "gpus_per_cell",
+    "ray_address",
+)
+TABLES = ("grid", "env", "attacks", "defences")
+BACKENDS = ("auto", "local", "ray")
+RAY_MISSING = "the bench's Ray backend needs Ray: pip install rlft-gym[ray]"
+GRID_ENV_KEYS = ("flip_ratio", "world_preset")  # env kwargs the grid sets itself: [env] may not
+Cells = Iterator[tuple[str, dict[str, Any]]]  # (name, record) of each cell as it finishes
 SETTING_KEYS = ("steps", "num_envs", "eval_every", "agent_kwargs")
 GRADERS = ("judge", "oracle", "harmfulness")  # final harm read by the evaluation judge, the oracle, the cost model
 
@@ -86,6 +127,11 @@ class BenchConfig:
     world_preset: str = "standard"
     capability_bound: float = 0.1
     workers: int = 1
+    backend: str = "auto"
+    cpus_per_cell: float | None = None
+    gpus_per_cell: float = 0
+    ray_address: str | None = None
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
     attack_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     defence_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -104,6 +150,23 @@ class BenchConfig:
         require_int(0, **{f"seed{i}": s for i, s in enumerate(self.seeds)})
         require_int(1, workers=self.workers)
         require_fraction(capability_bound=self.capability_bound)
+        require_one_of("backend", self.backend, BACKENDS)
+        if self.cpus_per_cell is not None:
+            require_positive(cpus_per_cell=self.cpus_per_cell)
+        require_non_negative(gpus_per_cell=self.gpus_per_cell)
+        for name in ("cpus_per_cell", "gpus_per_cell"):
+            v = getattr(self, name)
+            if v is not None and v > 1 and v != int(v):
+                raise ValueError(f"{name}={v!r} must be below 1 (a share) or a whole number, as Ray requests are")
+        if self.ray_address is not None and (not isinstance(self.ray_address, str) or not self.ray_address):
+            raise ValueError(f"ray_address={self.ray_address!r} must be a Ray cluster address such as 'head-node:6379'")
+        if self.ray_address is not None and self.backend == "local":
+            raise ValueError(f"ray_address={self.ray_address!r} names a Ray cluster but backend='local'")
+        if not isinstance(self.env_kwargs, dict):
+            raise ValueError(f"env_kwargs={self.env_kwargs!r} must be a dict of env kwargs (the [env] table)")
+        owned = sorted(set(self.env_kwargs) & set(GRID_ENV_KEYS))
+        if owned:
+            raise ValueError(f"[env] has {owned}, which the grid sets: use [grid] flip_ratios / world_preset")
         for attack, settings in self.attack_settings.items():
             require_one_of("attack in [attacks.*]", attack, self.attacks)
             unknown = sorted(set(settings) - set(SETTING_KEYS))
@@ -116,14 +179,19 @@ class BenchConfig:
     def from_toml(cls, path: str | Path) -> BenchConfig:
         """Read a bench config file; unknown tables or keys are one clear error."""
         raw = tomllib.loads(Path(path).read_text())
-        unknown = sorted(set(raw) - {"grid", "attacks", "defences"})
+        unknown = sorted(set(raw) - set(TABLES))
         if unknown:
-            raise ValueError(f"{path}: unknown table(s) {unknown}; allowed: ['grid', 'attacks', 'defences']")
+            raise ValueError(f"{path}: unknown table(s) {unknown}; allowed: {list(TABLES)}")
         grid = raw.get("grid", {})
         bad = sorted(set(grid) - set(GRID_KEYS))
         if bad:
             raise ValueError(f"{path}: unknown [grid] key(s) {bad}; allowed: {list(GRID_KEYS)}")
-        return cls(**grid, attack_settings=raw.get("attacks", {}), defence_kwargs=raw.get("defences", {}))
+        return cls(
+            **grid,
+            env_kwargs=raw.get("env", {}),
+            attack_settings=raw.get("attacks", {}),
+            defence_kwargs=raw.get("defences", {}),
+        )
 
     def settings(self, attack: str) -> dict[str, Any]:
         """`attack`'s steps, num_envs, eval_every and agent kwargs: the Table 1 settings with this config's overrides
@@ -135,6 +203,8 @@ class BenchConfig:
     def cells(self) -> list[tuple[str, AttackSpec]]:
         """Every (name, spec) of the grid where the defence can act on the attack (`experiment.applies`)."""
         out = []
+        # the hf world has no presets (it ignores world_preset): its cells' env kwargs leave it out
+        preset = {} if self.env_kwargs.get("world") == "hf" else {"world_preset": self.world_preset}
         for env_id in self.envs:
             for attack in self.attacks:
                 s = self.settings(attack)
@@ -152,7 +222,7 @@ class BenchConfig:
                                 seed=seed,
                                 num_envs=s["num_envs"],
                                 eval_every=s["eval_every"],
-                                env_kwargs={"flip_ratio": flip, "world_preset": self.world_preset},
+                                env_kwargs={"flip_ratio": flip, **preset, **self.env_kwargs},
                                 agent_kwargs=dict(s["agent_kwargs"]),
                                 defence_kwargs=_seeded(defence, kwargs, seed),
                             )
@@ -168,7 +238,8 @@ def _seeded(defence: str, kwargs: dict[str, Any], seed: int) -> dict[str, Any]:
 
 
 def run_cell(spec: AttackSpec, out_dir: str, threads: int) -> dict[str, Any]:
-    """One grid cell in a worker process: the attack with the monitor; what the tables need of its summary."""
+    """One grid cell in a worker process (or Ray task): the attack with the monitor; what the tables need of its
+    summary."""
     import torch
 
     torch.set_num_threads(threads)
@@ -177,31 +248,100 @@ def run_cell(spec: AttackSpec, out_dir: str, threads: int) -> dict[str, Any]:
     return {"spec": asdict(spec), **{k: summary[k] for k in keep if k in summary}, "results": summary["results"]}
 
 
+def backend(config: BenchConfig) -> str:
+    """The backend `config` runs on, "local" or "ray": its `backend`, or for "auto" Ray when `ray_address` is given,
+    or when Ray is installed and either $RAY_ADDRESS is set or Ray is initialised in this process; else local."""
+    if config.backend != "auto":
+        return config.backend
+    if config.ray_address is not None or (os.environ.get("RAY_ADDRESS") and _installed("ray")):
+        return "ray"
+    ray = sys.modules.get("ray")
+    return "ray" if ray is not None and ray.is_initialized() else "local"
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a module blocked or half-imported in sys.modules
+        return False
+
+
+def threads_per_cell(config: BenchConfig, kind: str) -> int:
+    """Torch threads of one cell: `cpus_per_cell` (rounded down, at least 1), else on Ray 1 (a task's default CPU
+    request), locally the machine's CPUs shared among the workers."""
+    if config.cpus_per_cell is not None:
+        return max(1, int(config.cpus_per_cell))
+    return 1 if kind == "ray" else max(1, (os.cpu_count() or 1) // config.workers)
+
+
 def run(
     config: BenchConfig, out: str | Path, progress: bool = True, runner: Callable[..., dict[str, Any]] = run_cell
 ) -> dict[str, Any]:
-    """Run every missing cell of `config` (`config.workers` processes, each run isolated in its own), saving
-    `<out>/bench.json` after each; returns the report (config and every finished cell's record)."""
+    """Run every missing cell of `config` on its backend (`backend(config)`: this process with one local worker,
+    else spawned worker processes or Ray tasks), saving `<out>/bench.json` after each; returns the report (config and
+    every finished cell's record). `runner(spec, out_dir, threads)` runs one cell (`run_cell`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / RESULTS
     report = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
     report["config"] = asdict(config)
     todo = [(name, spec) for name, spec in config.cells() if name not in report["runs"]]
-    threads = max(1, (os.cpu_count() or 1) // config.workers)
+    cells = _ray_cells if backend(config) == "ray" else _local_cells
     bar = tqdm(total=len(todo), desc="bench", disable=not progress)
-    if config.workers == 1:
-        for name, spec in todo:
-            _save(report, path, name, runner(spec, str(out), threads), bar)
-    else:
-        context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no torch state shared
-        with ProcessPoolExecutor(config.workers, mp_context=context) as pool:
-            futures = {pool.submit(runner, spec, str(out), threads): name for name, spec in todo}
-            for future in as_completed(futures):
-                _save(report, path, futures[future], future.result(), bar)
+    with contextlib.closing(cells(config, todo, out, runner)) as finished:
+        for name, record in finished:
+            _save(report, path, name, record, bar)
     bar.close()
     _write(report, path)
     return report
+
+
+def _local_cells(config: BenchConfig, todo: list[tuple[str, AttackSpec]], out: Path, runner: Callable) -> Cells:
+    """(name, record) of each cell as it finishes, in this process (workers = 1) or in `workers` spawned ones."""
+    threads = threads_per_cell(config, "local")
+    if config.workers == 1:
+        for name, spec in todo:
+            yield name, runner(spec, str(out), threads)
+        return
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no torch state shared
+    with ProcessPoolExecutor(config.workers, mp_context=context) as pool:
+        futures = {pool.submit(runner, spec, str(out), threads): name for name, spec in todo}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def _ray_cells(config: BenchConfig, todo: list[tuple[str, AttackSpec]], out: Path, runner: Callable) -> Cells:
+    """(name, record) of each cell as it finishes, each a Ray task with the cell's CPU / GPU request; joins (or
+    starts) a cluster unless Ray is initialised, and leaves it when done. On an error the unfinished tasks are
+    cancelled."""
+    try:
+        import ray
+    except ImportError as err:
+        raise ImportError(RAY_MISSING) from err
+    if not todo:
+        return
+    cpus = 1 if config.cpus_per_cell is None else config.cpus_per_cell
+    started = not ray.is_initialized()
+    if started:
+        address = config.ray_address or os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address)
+        else:
+            ray.init(address="local", num_cpus=math.ceil(config.workers * cpus))  # not a cluster running here
+    pending: dict[Any, str] = {}
+    try:
+        task = ray.remote(num_cpus=cpus, num_gpus=config.gpus_per_cell)(runner)
+        threads, where = threads_per_cell(config, "ray"), str(out.resolve())  # a task may start in another directory
+        pending.update((task.remote(spec, where, threads), name) for name, spec in todo)
+        while pending:
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            name = pending.pop(ref)
+            yield name, ray.get(ref)
+    finally:
+        for ref in pending:
+            ray.cancel(ref)
+        if started:
+            ray.shutdown()
 
 
 def _save(report: dict[str, Any], path: Path, name: str, record: dict[str, Any], bar: Any) -> None:
@@ -236,7 +376,8 @@ def aggregate(report: dict[str, Any], capability_bound: float) -> dict[str, Any]
         for grader in GRADERS:
             key = f"{grader}_harm" if grader != "harmfulness" else grader
             row[f"harm_{grader}"] = _stats(r["final"][key] for r in runs)
-        row["time_in_safe_set"] = _stats(r["by_grader"]["judge"]["time_in_safe_set"] for r in runs)
+        # a world without an evaluation judge (the hf world) has no judge reading: "-" in the tables
+        row["time_in_safe_set"] = _stats(r["by_grader"].get("judge", {}).get("time_in_safe_set") for r in runs)
         row["capability_drop"] = _stats(
             (r["initial"]["capability"] - r["final"]["capability"]) if r["final"]["capability"] is not None else None
             for r in runs

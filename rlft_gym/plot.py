@@ -72,6 +72,8 @@ def plot_bench(report: dict[str, Any], out_dir: str | Path, grader: str = "judge
     the safe set per defence x attack, and final reward against final harm per run (reward hacking marked)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if not any(grader in r["by_grader"] for r in report["runs"].values()):
+        grader = "cost_model"  # a world without this grader (the hf world has no oracle, a judge only if given)
     curves = bench_curves(report, grader)
     attacks = sorted({a for a, _ in curves})
     defences = sorted({d for _, d in curves})
@@ -90,9 +92,10 @@ def plot_bench(report: dict[str, Any], out_dir: str | Path, grader: str = "judge
     paths = [_save(fig, out_dir / "harm_curves.png")]
 
     inside: dict[tuple[str, str], list[float]] = {}
-    for record in report["runs"].values():
-        spec = record["spec"]
-        inside.setdefault((spec["agent"], spec["defence"]), []).append(record["by_grader"][grader]["time_in_safe_set"])
+    for record in report["runs"].values():  # a world without this grader (the hf world has no oracle) is skipped
+        if grader in record["by_grader"]:
+            cell = inside.setdefault((record["spec"]["agent"], record["spec"]["defence"]), [])
+            cell.append(record["by_grader"][grader]["time_in_safe_set"])
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(defences) * len(attacks) / 2), 3.8))
     width = 0.8 / len(attacks)
     for i, attack in enumerate(attacks):
@@ -106,7 +109,11 @@ def plot_bench(report: dict[str, Any], out_dir: str | Path, grader: str = "judge
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for attack in attacks:
-        runs = [r for r in report["runs"].values() if r["spec"]["agent"] == attack]
+        runs = [
+            r
+            for r in report["runs"].values()
+            if r["spec"]["agent"] == attack and r["final"].get(GRADERS[grader]) is not None
+        ]
         x = [r["final"]["eval_reward"] for r in runs]
         y = [r["final"][GRADERS[grader]] for r in runs]
         ax.scatter(x, y, s=18, label=attack)
