@@ -12,6 +12,7 @@ from rlft_gym.bench import BenchConfig
 from rlft_gym.cli import main
 from rlft_gym.experiment import applies
 from rlft_gym.plot import bench_curves as plot_bench_curves
+from rlft_gym.plot import plot_bench
 from rlft_gym.results import write_jsonl
 
 TINY_GRID = """
@@ -150,3 +151,20 @@ def test_bench_harm_curves_average_the_seeds_evaluated_at_each_step(tmp_path):
     assert curves[("grpo", "none")][0] == [0, 10, 20]
     assert curves[("grpo", "none")][1] == pytest.approx([0.2, 0.7, 1.0])  # step 20: only seed 1 got there
     assert curves[("grpo", "lisa")] == ([0, 10], [0.0, 0.1])
+
+
+def test_bench_figures_fall_back_to_the_cost_model_on_a_world_without_a_judge(tmp_path):
+    path = tmp_path / "r.jsonl"
+    write_jsonl(
+        path,
+        [{"type": "run", "cost_limit": 0.2}, *({"type": "eval", "step": s, "harmfulness": 0.1 * s} for s in (0, 1))],
+    )
+    record = {
+        "spec": {"agent": "grpo", "defence": "none"},
+        "results": str(path),
+        "by_grader": {"cost_model": {"time_in_safe_set": 1.0}},  # the hf world: no judge, no oracle
+        "final": {"eval_reward": 1.0, "harmfulness": 0.1},
+    }
+    assert plot_bench_curves({"runs": {"a": record}}, "cost_model") == {("grpo", "none"): ([0, 1], [0.0, 0.1])}
+    paths = plot_bench({"runs": {"a": record}}, tmp_path / "plots")
+    assert [p.name for p in paths] == ["harm_curves.png", "time_in_safe_set.png", "reward_vs_harm.png"]
