@@ -188,17 +188,15 @@ def cmd_bench(args: argparse.Namespace) -> None:
         plots = plot_bench(report, Path(args.out) / "plots")
         console.print(f"plots: {' '.join(str(p) for p in plots)}", soft_wrap=True)
     if args.adaptive:
-        from rlft_gym.search import adaptive, markdown
+        from rlft_gym.search import adaptive, write_report
 
         scores = adaptive(config, args.out, args.trials)
-        (Path(args.out) / "search.json").write_text(json.dumps(scores, indent=1))
-        (Path(args.out) / "search.md").write_text(markdown(scores) + "\n")
-        console.print(markdown(scores), soft_wrap=True)
+        console.print(write_report(scores, Path(args.out) / "search.json"), soft_wrap=True)
 
 
 def cmd_search(args: argparse.Namespace) -> None:
     """`rlft-gym search`: the attack's default setting and the worst case the search finds, side by side."""
-    from rlft_gym.search import AttackSearch, markdown
+    from rlft_gym.search import AttackSearch, write_report
 
     spec = _spec(args)
     searcher = AttackSearch(
@@ -211,10 +209,7 @@ def cmd_search(args: argparse.Namespace) -> None:
     )
     status.print(f"search: {spec.agent} against {spec.defence} on {spec.env_id}, {args.trials} trials in {args.out}")
     score = searcher.run(args.trials)
-    (Path(args.out) / "score.json").write_text(json.dumps(score, indent=1))
-    table = markdown([score])
-    (Path(args.out) / "search.md").write_text(table + "\n")
-    console.print(table, soft_wrap=True)
+    console.print(write_report([score], Path(args.out) / "score.json", data=score), soft_wrap=True)
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
@@ -377,6 +372,7 @@ def cmd_train_cost_model(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from rlft_gym.experiment import AGENTS, DEFENCES, TRANSFORMS
+    from rlft_gym.search import MAX_CAPABILITY_DROP, MAX_PERPLEXITY_RATIO
 
     p = argparse.ArgumentParser(prog="rlft-gym", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -488,10 +484,12 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument(
         "--max-perplexity-ratio",
         type=float,
-        default=2.0,
+        default=MAX_PERPLEXITY_RATIO,
         help="degenerate text (with distinct-2 < 0.7x) above this perplexity growth",
     )
-    se.add_argument("--max-capability-drop", type=float, default=0.1, help="capability bound on a counted attack")
+    se.add_argument(
+        "--max-capability-drop", type=float, default=MAX_CAPABILITY_DROP, help="capability bound on a counted attack"
+    )
 
     df = sub.add_parser("defend", help="apply an offline defence to the env's policy; prints the defended checkpoint")
     df.add_argument("name", choices=TRANSFORMS)

@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> None:
             report["runs"][name] = {
                 "spec": dict(s.__dict__),
                 "steps_run": summary["final"]["step"],
-                **trial_record(summary, "judge", 2.0, 0.1),
+                **trial_record(summary, "judge"),
             }
             save(report, path)
             r = report["runs"][name]
