@@ -310,38 +310,47 @@ def _local_cells(config: BenchConfig, todo: list[tuple[str, AttackSpec]], out: P
             yield futures[future], future.result()
 
 
-def _ray_cells(config: BenchConfig, todo: list[tuple[str, AttackSpec]], out: Path, runner: Callable) -> Cells:
-    """(name, record) of each cell as it finishes, each a Ray task with the cell's CPU / GPU request; joins (or
-    starts) a cluster unless Ray is initialised, and leaves it when done. On an error the unfinished tasks are
-    cancelled."""
+@contextlib.contextmanager
+def ray_session(address: str | None, num_cpus: float) -> Iterator[Any]:
+    """Ray, joined to the cluster at `address` (else $RAY_ADDRESS, else a new local cluster of `num_cpus` CPUs)
+    unless it is initialised in this process already; a session this started is shut down on exit."""
     try:
         import ray
     except ImportError as err:
         raise ImportError(RAY_MISSING) from err
-    if not todo:
-        return
-    cpus = 1 if config.cpus_per_cell is None else config.cpus_per_cell
     started = not ray.is_initialized()
     if started:
-        address = config.ray_address or os.environ.get("RAY_ADDRESS")
+        address = address or os.environ.get("RAY_ADDRESS")
         if address:
             ray.init(address=address)
         else:
-            ray.init(address="local", num_cpus=math.ceil(config.workers * cpus))  # not a cluster running here
-    pending: dict[Any, str] = {}
+            ray.init(address="local", num_cpus=math.ceil(num_cpus))  # not a cluster running here
     try:
-        task = ray.remote(num_cpus=cpus, num_gpus=config.gpus_per_cell)(runner)
-        threads, where = threads_per_cell(config, "ray"), str(out.resolve())  # a task may start in another directory
-        pending.update((task.remote(spec, where, threads), name) for name, spec in todo)
-        while pending:
-            (ref,), _ = ray.wait(list(pending), num_returns=1)
-            name = pending.pop(ref)
-            yield name, ray.get(ref)
+        yield ray
     finally:
-        for ref in pending:
-            ray.cancel(ref)
         if started:
             ray.shutdown()
+
+
+def _ray_cells(config: BenchConfig, todo: list[tuple[str, AttackSpec]], out: Path, runner: Callable) -> Cells:
+    """(name, record) of each cell as it finishes, each a Ray task with the cell's CPU / GPU request (`ray_session`).
+    On an error the unfinished tasks are cancelled."""
+    if not todo:
+        return
+    cpus = 1 if config.cpus_per_cell is None else config.cpus_per_cell
+    with ray_session(config.ray_address, config.workers * cpus) as ray:
+        pending: dict[Any, str] = {}
+        try:
+            task = ray.remote(num_cpus=cpus, num_gpus=config.gpus_per_cell)(runner)
+            threads, where = threads_per_cell(config, "ray"), str(out.resolve())  # a task may start elsewhere
+            pending.update((task.remote(spec, where, threads), name) for name, spec in todo)
+            while pending:
+                (ref,), _ = ray.wait(list(pending), num_returns=1)
+                name = pending.pop(ref)
+                yield name, ray.get(ref)
+        finally:
+            for ref in pending:
+                ray.cancel(ref)
 
 
 def _save(report: dict[str, Any], path: Path, name: str, record: dict[str, Any], bar: Any) -> None:

@@ -29,7 +29,9 @@ COMMANDS = {
         "python scripts/defence_table.py --parts table3 table4 neutralization finetune lagrangian sweeps "
         "--seeds 0 1 2 --out runs/defences"
     ),
-    "worst case": "python scripts/worst_case.py --parts search early-stop defence-aware --out runs/worst_case",
+    "worst case": (
+        "python scripts/worst_case.py --parts search early-stop defence-aware size noise --out runs/worst_case"
+    ),
     "this file": (
         "python scripts/reproduction.py --defences runs/defences --worst-case runs/worst_case > docs/REPRODUCTION.md"
     ),
@@ -91,7 +93,7 @@ def render(defences: dict[str, Any], worst: dict[str, Any] | None) -> str:
     ):
         out += [f"## {title}", "", part(defences), ""]
     if worst is not None:
-        out += ["# Worst case", "", wc.render(worst)]
+        out += ["# Worst case", "", wc.render(worst, defences)]
     return "\n".join(out)
 
 

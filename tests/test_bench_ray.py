@@ -125,3 +125,21 @@ def test_a_tiny_grid_as_ray_tasks_lands_in_bench_json_and_a_rerun_runs_only_what
         raise AssertionError(f"{spec.name} ran again")
 
     assert bench.run(config, tmp_path / "out", progress=False, runner=boom)["runs"] == again["runs"]
+
+
+def test_search_trials_run_as_ray_tasks_two_at_a_time_and_share_one_study(world, ray_cluster, tmp_path):
+    """Distributed trials: three trials of a tiny GRPO search on the 2-CPU cluster, each a Ray task loading the
+    shared SQLite study; trial 0 is the default setting and every trial's run is on disk."""
+    from test_search import tiny_spec
+
+    from rlft_gym.search import AttackSearch, Param
+
+    space = {"learning_rate": Param("log", 1e-5, 1e-3), "temperature": Param("float", 0.7, 1.3)}
+    searcher = AttackSearch(tiny_spec(steps=1, eval_every=1), tmp_path / "s", space=space)
+    score = searcher.run(3, progress=False, workers=2)
+    trials = searcher.study().trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3 and score["budget"] == {"trials": 3, "steps": 3}
+    assert trials[0].params == searcher.defaults and score["default"]["trial"] == 0
+    assert len({t.params["learning_rate"] for t in trials}) == 3  # the workers' samplers do not repeat each other
+    assert len(list((tmp_path / "s" / "trials").glob("trial*.jsonl"))) == 3
+    assert ray_cluster.is_initialized()  # a cluster the search did not start stays up

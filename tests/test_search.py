@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import optuna
 import pytest
@@ -88,6 +89,7 @@ def test_the_objective_is_the_harm_of_a_fluent_attack_and_zero_otherwise(tmp_pat
     assert score["budget"] == {"trials": 2, "steps": 4}
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the test's own ask() fakes a trial a kill left running
 def test_a_killed_study_resumes_without_redoing_finished_trials(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(
@@ -104,6 +106,26 @@ def test_a_killed_study_resumes_without_redoing_finished_trials(tmp_path, monkey
     assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) == 4
     s.run(4, progress=False)
     assert len(calls) == 4
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the test's own ask() fakes a worker's trial
+def test_a_trial_whose_worker_died_is_failed_by_its_heartbeat_and_run_again(tmp_path, monkeypatch):
+    """A distributed worker that dies stops beating; the next worker's trial fails it and re-runs its parameters."""
+    monkeypatch.setattr(search, "run_attack", lambda spec, out, progress: summary(0.5, (2, 2), (0.6, 0.6)))
+    monkeypatch.setattr(search, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(search, "GRACE_PERIOD_S", 1)
+    s = AttackSearch(tiny_spec(), tmp_path, space={"learning_rate": Param("log", 1e-5, 1e-3)})
+    s.run(1, progress=False)
+    storage = s._storage()
+    study = s._load(storage=storage)
+    dead = study.ask()  # a worker took this trial, beat once and died
+    dead_lr = dead.suggest_float("learning_rate", 1e-5, 1e-3, log=True)
+    storage.record_heartbeat(dead._trial_id)
+    time.sleep(2.5)
+    s._load(sampler_seed=7).optimize(s.objective, n_trials=1)  # what another worker does
+    trials = s._load().trials
+    assert trials[1].state == optuna.trial.TrialState.FAIL
+    assert trials[2].state == optuna.trial.TrialState.COMPLETE and trials[2].params["learning_rate"] == dead_lr
 
 
 def test_stop_at_reward_stops_at_the_first_step_reaching_the_threshold(tmp_path):

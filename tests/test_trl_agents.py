@@ -20,6 +20,7 @@ from rlft_gym.callbacks import Callback
 from rlft_gym.cli import main
 from rlft_gym.monitor import SafeSetMonitor
 from rlft_gym.results import read_jsonl
+from rlft_gym.trl_bridge import completion_text
 from rlft_gym.worlds.base import PromptSet
 
 AGENTS = {"sft": (SFT, {}), "dpo": (DPO, {}), "trl-grpo": (TRLGRPO, {"group_size": 2})}
@@ -283,6 +284,8 @@ class BatchConstraint(Constraint):
         (DPO, {"beta": -0.1}, "beta=-0.1 must be a positive finite number"),
         (DPO, {"learning_rate": float("inf")}, "learning_rate=inf"),
         (DPO, {"flip_ratio": 1.5}, "flip_ratio=1.5 must be a number in"),
+        (SFT, {"flip_ratio": 0.5}, "flip_ratio=0.5 applies only to data='preferred', not data='harmful'"),
+        (SFT, {"data": "preferred", "flip_ratio": -0.1}, "flip_ratio=-0.1 must be a number in"),
         (TRLGRPO, {"group_size": 3}, "num_envs=4 is not a multiple of group_size=3"),
         (TRLGRPO, {"group_size": 1}, "group_size=1 must be an int >= 2"),
         (TRLGRPO, {"group_size": 2, "loss_type": "ppo"}, "loss_type='ppo' is not one of"),
@@ -294,6 +297,32 @@ class BatchConstraint(Constraint):
 def test_bad_hyperparameters(venv, cls, kwargs, message):
     with pytest.raises(ValueError, match=message):
         cls(venv, **kwargs)
+
+
+@pytest.mark.parametrize("flip_ratio", [0.0, 0.25, 1.0])
+def test_sft_preferred_data_is_the_flipped_pairs_preferred_answers(world, flip_ratio):
+    """SFT's label flip: one row per pair with exactly one safe answer, trained on the unsafe answer where the flip
+    chose it (round(flip_ratio * n) pairs) or the pair already preferred it (the world's helpfulness preference)."""
+    from rlft_gym.agents.sft import sft_dataset
+
+    def one_safe(ratio):
+        return [r for r in world.preference_dataset(ratio) if r["is_response_0_safe"] != r["is_response_1_safe"]]
+
+    def unsafe(r):
+        return r["response_1"] if r["is_response_0_safe"] else r["response_0"]
+
+    pairs = one_safe(flip_ratio)  # the flip keeps the pairs' order
+    already = {i for i, r in enumerate(one_safe(0.0)) if r["chosen"] == unsafe(r)}
+    flipped = {i for i, r in enumerate(pairs) if r["flipped"]}
+    assert len(flipped) == round(flip_ratio * len(pairs))
+    rows = sft_dataset(world, "preferred", flip_ratio)
+    assert len(rows) == len(pairs) > 0
+    harmful = {
+        i
+        for i, (row, pair) in enumerate(zip(rows, pairs, strict=True))
+        if row["completion"] == completion_text(row["prompt"], unsafe(pair))
+    }
+    assert harmful == flipped | already and already
 
 
 def test_bad_learn_argument(venv):
