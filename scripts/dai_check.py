@@ -6,10 +6,15 @@
 training episodes in the first --early-steps steps (the executed actions, expert included), the learner's mean eval
 return over the checkpoints up to --early-steps, and its eval return at the end.
 
+`mujoco`: the same measurement on HalfCheetah-v5 and Hopper-v5 (needs the `mujoco` extra), SB3 TD3 and SAC, plain and
+`dai(...)` with the linear schedule, against an SAC expert trained here for --expert-steps steps (saved beside --out and
+reused). Finished runs stored in --out are skipped on rerun, so an interrupted measurement resumes.
+
 `attack`: GRPO and ExpertGuidedGRPO (default schedule and expert) on RPA-BeaverTails-v0, held-out harmfulness from the
 safe-set monitor every --eval-every steps.
 
 Usage: python scripts/dai_check.py pendulum --algo td3 --seeds 0 1 2 --out runs/dai_td3.json
+       OMP_NUM_THREADS=1 python scripts/dai_check.py mujoco --out /tmp/dai_mujoco/dai_mujoco.json
        RLFT_GYM_HOME=... python scripts/dai_check.py attack --seeds 0 --steps 30 --out runs/dai_attack.json
 """
 
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +48,9 @@ from rlft_gym.results import versions
 ALGOS = {"td3": TD3, "sac": SAC}
 ENV_ID = "Pendulum-v1"
 EVAL_SEED = 10_000  # eval episode i starts from reset(seed=EVAL_SEED + i), the same for every run
+MUJOCO_ENVS = ("HalfCheetah-v5", "Hopper-v5")
+EXPERT_SEED = 1_000  # the SAC expert's training seed, apart from the learners' seeds
+PAPER_GAIN = {"early": 160.0, "final": 50.0}  # arXiv 2504.18766, MuJoCo average: early > +160 %, final > +50 %
 
 
 def swing_up(
@@ -61,9 +70,13 @@ def swing_up(
     return np.clip(torque, -2.0, 2.0)[:, None]
 
 
-def episode_returns(act, episodes: int) -> list[float]:
-    """Returns of `act(obs batch) -> action batch` on the fixed eval episodes."""
-    env, returns = gym.make(ENV_ID), []
+def episode_returns(act, episodes: int, env_id: str = ENV_ID, lockstep: bool = False) -> list[float]:
+    """Returns of `act(obs batch) -> action batch` on the fixed eval episodes. `lockstep`: all episodes at once, one
+    `act` call per step on the batch of the episodes still running (the same episodes, fewer policy calls; used for
+    MuJoCo's 1000-step episodes)."""
+    if lockstep:
+        return _lockstep_returns(act, episodes, env_id)
+    env, returns = gym.make(env_id), []
     for i in range(episodes):
         obs, _ = env.reset(seed=EVAL_SEED + i)
         total, done = 0.0, False
@@ -76,15 +89,36 @@ def episode_returns(act, episodes: int) -> list[float]:
     return returns
 
 
+def _lockstep_returns(act, episodes: int, env_id: str) -> list[float]:
+    envs = [gym.make(env_id) for _ in range(episodes)]
+    obs = [env.reset(seed=EVAL_SEED + i)[0] for i, env in enumerate(envs)]
+    returns, running = [0.0] * episodes, list(range(episodes))
+    while running:
+        actions = act(np.stack([obs[i] for i in running]))
+        still = []
+        for i, action in zip(running, actions):
+            obs[i], reward, terminated, truncated, _ = envs[i].step(action)
+            returns[i] += float(reward)
+            if not (terminated or truncated):
+                still.append(i)
+        running = still
+    for env in envs:
+        env.close()
+    return returns
+
+
 class Evaluate(BaseCallback):
     """Every `every` steps (and at step 0), the learner's own deterministic policy on the fixed eval episodes."""
 
-    def __init__(self, every: int, episodes: int) -> None:
+    def __init__(self, every: int, episodes: int, env_id: str = ENV_ID, lockstep: bool = False) -> None:
         super().__init__()
         self.every, self.episodes, self.curve = every, episodes, []
+        self.env_id, self.lockstep = env_id, lockstep
 
     def _evaluate(self) -> None:
-        returns = episode_returns(lambda obs: self.model.predict(obs, deterministic=True)[0], self.episodes)
+        returns = episode_returns(
+            lambda obs: self.model.predict(obs, deterministic=True)[0], self.episodes, self.env_id, self.lockstep
+        )
         self.curve.append({"step": self.num_timesteps, "return": float(np.mean(returns))})
 
     def _on_training_start(self) -> None:
@@ -96,47 +130,76 @@ class Evaluate(BaseCallback):
         return True
 
 
-def build(algo: str, schedule: AlphaSchedule | None, seed: int, env: gym.Env) -> BaseAlgorithm:
-    """Small nets and rl-zoo-like Pendulum settings (lr 1e-3, gamma 0.98); `schedule=None` is the plain algorithm."""
+PENDULUM_SETTINGS: dict[str, Any] = {"learning_rate": 1e-3, "gamma": 0.98, "learning_starts": 100}
+MUJOCO_SETTINGS: dict[str, Any] = {"learning_starts": 1_000}  # otherwise SB3's defaults (lr, gamma 0.99, batch 256)
+
+
+def build(
+    algo: str,
+    schedule: AlphaSchedule | None,
+    seed: int,
+    env: gym.Env,
+    expert: Callable[[np.ndarray], np.ndarray] = swing_up,
+    settings: dict[str, Any] = PENDULUM_SETTINGS,
+) -> BaseAlgorithm:
+    """Small nets ([64, 64]) and `settings` (by default rl-zoo-like Pendulum ones: lr 1e-3, gamma 0.98); TD3 explores
+    with N(0, 0.1) action noise; `schedule=None` is the plain algorithm."""
     cls = ALGOS[algo]
-    kwargs: dict[str, Any] = {
-        "learning_rate": 1e-3,
-        "gamma": 0.98,
-        "learning_starts": 100,
-        "seed": seed,
-        "device": "cpu",
-        "policy_kwargs": {"net_arch": [64, 64]},
-    }
+    kwargs: dict[str, Any] = {**settings, "seed": seed, "device": "cpu", "policy_kwargs": {"net_arch": [64, 64]}}
     if algo == "td3":
-        kwargs["action_noise"] = NormalActionNoise(np.zeros(1), 0.1 * np.ones(1))
+        dim = env.action_space.shape[0]
+        kwargs["action_noise"] = NormalActionNoise(np.zeros(dim), 0.1 * np.ones(dim))
     if schedule is not None:
-        cls, kwargs = dai(cls), {**kwargs, "expert": swing_up, "schedule": schedule}
+        cls, kwargs = dai(cls), {**kwargs, "expert": expert, "schedule": schedule}
     model = cls("MlpPolicy", env, **kwargs)
     model.set_logger(Logger(None, []))  # quiet, and no log folder under /tmp
     return model
 
 
-def run(algo: str, kind: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+def run(
+    algo: str,
+    kind: str,
+    seed: int,
+    args: argparse.Namespace,
+    env_id: str = ENV_ID,
+    expert: Callable[[np.ndarray], np.ndarray] = swing_up,
+    settings: dict[str, Any] = PENDULUM_SETTINGS,
+) -> dict[str, Any]:
     """One training run: the learner's eval curve, its training-episode returns and the wall time."""
-    env = Monitor(gym.make(ENV_ID))
+    env = Monitor(gym.make(env_id))
     schedule = None if kind == "none" else AlphaSchedule(args.horizon, kind)
-    model, evaluate = build(algo, schedule, seed, env), Evaluate(args.eval_every, args.eval_episodes)
+    model = build(algo, schedule, seed, env, expert, settings)
+    evaluate = Evaluate(args.eval_every, args.eval_episodes, env_id, lockstep=env_id != ENV_ID)
     t0 = time.perf_counter()
     model.learn(args.steps, callback=evaluate)
     wall = time.perf_counter() - t0
-    ends = np.cumsum(env.get_episode_lengths())
-    train = np.asarray(env.get_episode_rewards())
-    early = [c["return"] for c in evaluate.curve if c["step"] <= args.early_steps]
+    lengths, train = env.get_episode_lengths(), env.get_episode_rewards()
     return {
+        "env": env_id,
         "algo": algo,
         "schedule": kind,
         "seed": seed,
         "wall_s": wall,
-        "early_train_return": float(train[ends <= args.early_steps].mean()),
-        "early_eval_return": float(np.mean(early)),
-        "final_eval_return": evaluate.curve[-1]["return"],
+        **stage_metrics(evaluate.curve, train, lengths, args.early_steps, args.steps),
         "curve": evaluate.curve,
-        "train_returns": train.tolist(),
+        "train_returns": list(map(float, train)),
+        "train_lengths": list(map(int, lengths)),
+    }
+
+
+def stage_metrics(
+    curve: list[dict[str, float]], train: list[float], lengths: list[int], early_steps: int, steps: int
+) -> dict[str, float]:
+    """early / final metrics of one run. Train: the mean return of the training episodes that ended within the first
+    `early_steps` steps, and within the last `early_steps` steps (final; nan when none ended there). Eval: the mean of
+    the checkpoints at steps <= `early_steps`, and the last checkpoint."""
+    ends, train = np.cumsum(lengths), np.asarray(train, dtype=float)
+    early, late = train[ends <= early_steps], train[ends > steps - early_steps]
+    return {
+        "early_train_return": float(early.mean()) if len(early) else float("nan"),
+        "final_train_return": float(late.mean()) if len(late) else float("nan"),
+        "early_eval_return": float(np.mean([c["return"] for c in curve if c["step"] <= early_steps])),
+        "final_eval_return": float(curve[-1]["return"]),
     }
 
 
@@ -193,6 +256,177 @@ def pendulum(args: argparse.Namespace) -> None:
         f"total {report['total_wall_s'] / 60:.1f} min\n"
     )
     print(table(runs, args))
+
+
+def gain(plain: float, guided: float) -> float:
+    """DAI's relative gain in %: (guided - plain) / |plain| * 100 (|plain| so that a gain is positive for negative
+    returns too; nan for plain = 0)."""
+    return (guided - plain) / abs(plain) * 100.0 if plain != 0 else float("nan")
+
+
+def mujoco_expert(env_id: str, args: argparse.Namespace) -> tuple[SAC, dict[str, Any]]:
+    """The env's SAC expert, trained for `args.expert_steps` steps (seed EXPERT_SEED, the learners' settings) and saved
+    as expert_<env>_sac<steps>.zip beside `args.out`, or loaded from there when present; with its mean eval return on
+    the fixed episodes."""
+    path = args.out.parent / f"expert_{env_id}_sac{args.expert_steps}.zip"
+    wall = 0.0
+    if path.exists():
+        model = SAC.load(path, device="cpu")
+    else:
+        model = build("sac", None, EXPERT_SEED, Monitor(gym.make(env_id)), settings=MUJOCO_SETTINGS)
+        t0 = time.perf_counter()
+        model.learn(args.expert_steps)
+        wall = time.perf_counter() - t0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(path)
+    returns = episode_returns(
+        lambda obs: model.predict(obs, deterministic=True)[0], args.eval_episodes, env_id, lockstep=True
+    )
+    info = {
+        "path": str(path),
+        "steps": args.expert_steps,
+        "eval_returns": returns,
+        "eval_return": float(np.mean(returns)),
+    }
+    return model, {**info, "train_wall_s": wall}
+
+
+RUN_KEY = ("env", "algo", "schedule", "seed")
+RESUME_KEYS = ("steps", "horizon", "early_steps", "eval_every", "eval_episodes", "expert_steps")
+
+
+def resume(args: argparse.Namespace) -> dict[str, Any]:
+    """The report in `args.out` if it exists (its settings must be this command's), else an empty one."""
+    if not args.out.exists():
+        return {"experts": {}, "runs": []}
+    report = json.loads(args.out.read_text())
+    stored = {k: report["config"][k] for k in RESUME_KEYS}
+    asked = {k: getattr(args, k) for k in RESUME_KEYS}
+    if stored != asked:
+        raise SystemExit(f"{args.out} holds runs with {stored}, not {asked}: pass another --out")
+    return report
+
+
+def mujoco(args: argparse.Namespace) -> None:
+    """Per env: the SAC expert, then every (algo, seed, plain / DAI) run not yet in --out, the JSON rewritten after each
+    run; then the table."""
+    torch.set_num_threads(1)
+    report, t0 = resume(args), time.perf_counter()
+    done = {tuple(r[k] for k in RUN_KEY) for r in report["runs"]}
+    wall_before = report.get("total_wall_s", 0.0)
+    for env_id in args.envs:
+        expert_model, info = mujoco_expert(env_id, args)
+        if env_id in report["experts"]:
+            info["train_wall_s"] = report["experts"][env_id]["train_wall_s"] or info["train_wall_s"]
+        report["experts"][env_id] = info
+        print(f"{env_id} expert (SAC, {args.expert_steps} steps): eval return {info['eval_return']:.0f}", flush=True)
+
+        def expert(obs: np.ndarray, m: SAC = expert_model) -> np.ndarray:
+            return m.predict(obs, deterministic=True)[0]
+
+        for algo in args.algos:
+            for seed in args.seeds:
+                for kind in ("none", args.schedule):
+                    if (env_id, algo, kind, seed) in done:
+                        continue
+                    r = run(algo, kind, seed, args, env_id, expert, MUJOCO_SETTINGS)
+                    report["runs"].append(r)
+                    report.update(
+                        config=config(args, eval_seed=EVAL_SEED, expert_seed=EXPERT_SEED, settings=MUJOCO_SETTINGS),
+                        total_wall_s=wall_before + time.perf_counter() - t0,
+                    )
+                    write(args.out, report)
+                    print(
+                        f"{env_id} {algo} {kind:<6} seed {seed}: early train {r['early_train_return']:.0f}, early eval "
+                        f"{r['early_eval_return']:.0f}, final eval {r['final_eval_return']:.0f} ({r['wall_s']:.0f} s)",
+                        flush=True,
+                    )
+    report.update(
+        config=config(args, eval_seed=EVAL_SEED, expert_seed=EXPERT_SEED, settings=MUJOCO_SETTINGS),
+        total_wall_s=wall_before + time.perf_counter() - t0,
+    )
+    report["summary"] = mujoco_summary(report["runs"], args)
+    write(args.out, report)
+    experts = ", ".join(f"{e} {i['eval_return']:.0f}" for e, i in report["experts"].items())
+    print(
+        f"\n{args.steps} steps, alpha 1 -> 0 ({args.schedule}) over {args.horizon} steps, expert eval {experts}, "
+        f"total {report['total_wall_s'] / 60:.1f} min (this call {(time.perf_counter() - t0) / 60:.1f})\n"
+    )
+    print(mujoco_table(report["summary"], args))
+    print()
+    print(curve_table(report["runs"], args))
+
+
+MUJOCO_METRICS = (
+    ("early_eval_return", "early", "learner's own eval, mean of checkpoints <= {early}"),
+    ("final_eval_return", "final", "learner's own eval at {steps}"),
+    ("early_train_return", "early", "train return (executed), episodes ending <= {early}"),
+    ("final_train_return", "final", "train return (executed), episodes ending > {late}"),
+)
+
+
+def mujoco_summary(runs: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Per env x algo x metric: plain and DAI, the mean and std over seeds and each seed's value, and the gain."""
+    rows = []
+    for env_id in dict.fromkeys(r["env"] for r in runs):
+        for algo in dict.fromkeys(r["algo"] for r in runs if r["env"] == env_id):
+            pick = {
+                kind: sorted(
+                    (r for r in runs if (r["env"], r["algo"], r["schedule"]) == (env_id, algo, kind)),
+                    key=lambda r: r["seed"],
+                )
+                for kind in ("none", args.schedule)
+            }
+            for key, stage, _ in MUJOCO_METRICS:
+                plain = [r[key] for r in pick["none"]]
+                guided = [r[key] for r in pick[args.schedule]]
+                rows.append(
+                    {
+                        "env": env_id,
+                        "algo": algo,
+                        "metric": key,
+                        "plain": plain,
+                        "dai": guided,
+                        "plain_mean": float(np.mean(plain)),
+                        "plain_std": float(np.std(plain)),
+                        "dai_mean": float(np.mean(guided)),
+                        "dai_std": float(np.std(guided)),
+                        "gain_pct": gain(float(np.mean(plain)), float(np.mean(guided))),
+                        "paper_gain_pct": PAPER_GAIN[stage],
+                    }
+                )
+    return rows
+
+
+def mujoco_table(summary: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    """Markdown: one line per env x algo x metric; mean +- std over seeds (population std), the gain, the paper's."""
+    names = {
+        k: n.format(early=args.early_steps, steps=args.steps, late=args.steps - args.early_steps)
+        for k, _, n in MUJOCO_METRICS
+    }
+    lines = ["| env | algo | metric | plain | DAI | gain | paper |", "|---|---|---|---|---|---|---|"]
+    for s in summary:
+        lines.append(
+            f"| {s['env']} | {s['algo'].upper()} | {names[s['metric']]} | {s['plain_mean']:.0f} ± {s['plain_std']:.0f} "
+            f"| {s['dai_mean']:.0f} ± {s['dai_std']:.0f} | {s['gain_pct']:+.0f} % | +{s['paper_gain_pct']:.0f} % |"
+        )
+    return "\n".join(lines)
+
+
+def curve_table(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    """Markdown: the learner's own eval return by step, mean over seeds, one line per env x algo x plain / DAI."""
+    steps = [c["step"] for c in runs[0]["curve"]]
+    lines = [
+        "| run | " + " | ".join(f"{s / 1000:g}k" for s in steps) + " |",
+        "|---" * (len(steps) + 1) + "|",
+    ]
+    for key in dict.fromkeys((r["env"], r["algo"], r["schedule"]) for r in runs):
+        curves = np.array(
+            [[c["return"] for c in r["curve"]] for r in runs if (r["env"], r["algo"], r["schedule"]) == key]
+        )
+        name = f"{key[0]} {key[1].upper()}" + ("" if key[2] == "none" else f" + DAI {key[2]}")
+        lines.append(f"| {name} | " + " | ".join(f"{v:.0f}" for v in curves.mean(0)) + " |")
+    return "\n".join(lines)
 
 
 class Reports(Callback):
@@ -287,6 +521,19 @@ def main() -> None:
     c.add_argument("--eval-every", type=int, default=1_000)
     c.add_argument("--eval-episodes", type=int, default=10)
     c.add_argument("--out", type=Path, default=Path("runs/dai_pendulum.json"))
+    m = sub.add_parser("mujoco", help="SB3 TD3 / SAC on HalfCheetah-v5 and Hopper-v5 with and without DAI")
+    m.set_defaults(run=mujoco)
+    m.add_argument("--envs", nargs="+", choices=MUJOCO_ENVS, default=list(MUJOCO_ENVS))
+    m.add_argument("--algos", nargs="+", choices=sorted(ALGOS), default=["td3", "sac"])
+    m.add_argument("--schedule", choices=SCHEDULES, default="linear")
+    m.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    m.add_argument("--steps", type=int, default=15_000)
+    m.add_argument("--horizon", type=int, default=5_000, help="env steps over which alpha decays from 1 to 0")
+    m.add_argument("--early-steps", type=int, default=5_000)
+    m.add_argument("--eval-every", type=int, default=1_000)
+    m.add_argument("--eval-episodes", type=int, default=5)
+    m.add_argument("--expert-steps", type=int, default=30_000, help="SAC training steps of each env's expert")
+    m.add_argument("--out", type=Path, default=Path("/tmp/dai_mujoco/dai_mujoco.json"))
     a = sub.add_parser("attack", help="GRPO vs ExpertGuidedGRPO on RPA-BeaverTails-v0")
     a.set_defaults(run=attack)
     a.add_argument("--seeds", type=int, nargs="+", default=[0])

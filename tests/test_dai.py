@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
+import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -15,6 +19,9 @@ from stable_baselines3.common.logger import KVWriter, Logger
 import rlft_gym
 from rlft_gym import generation
 from rlft_gym.agents import GRPO, AlphaSchedule, ExpertGuidedGRPO, SFTExpert, dai
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import dai_check  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -311,3 +318,62 @@ def test_expert_guided_grpo_bad_inputs(world):
         agent.learn(1)
     with pytest.raises(ValueError, match="no answer for prompt 'what is a pelmet \\?'"):
         SFTExpert(world)(["what is a pelmet ?"])
+
+
+# --- scripts/dai_check.py: the measurement's metrics, evaluation and resume -------------------------------------------
+
+
+def test_stage_metrics_on_a_hand_computed_run():
+    curve = [{"step": s, "return": r} for s, r in ((0, -10.0), (1000, 20.0), (2000, 50.0), (3000, 80.0))]
+    # episodes end at steps 400, 1000, 1900, 2600, 3000
+    train, lengths = [1.0, 2.0, 4.0, 8.0, 16.0], [400, 600, 900, 700, 400]
+    m = dai_check.stage_metrics(curve, train, lengths, early_steps=1000, steps=3000)
+    assert m == {
+        "early_train_return": 1.5,  # the episodes ending at 400 and 1000
+        "final_train_return": 12.0,  # ending after 3000 - 1000: 2600 and 3000
+        "early_eval_return": 5.0,  # checkpoints 0 and 1000
+        "final_eval_return": 80.0,
+    }
+    assert math.isnan(dai_check.stage_metrics(curve, [1.0], [5000], 1000, 3000)["early_train_return"])
+
+
+def test_gain_is_relative_to_the_plain_magnitude():
+    assert dai_check.gain(100.0, 260.0) == pytest.approx(160.0)
+    assert dai_check.gain(-200.0, -100.0) == pytest.approx(50.0)  # closer to 0 from below is a gain
+    assert math.isnan(dai_check.gain(0.0, 5.0))
+
+
+def test_lockstep_evaluation_is_the_sequential_one():
+    # an elementwise expert gives the same actions batched or one by one, so the returns must be identical
+    assert dai_check.episode_returns(dai_check.swing_up, 3, lockstep=True) == dai_check.episode_returns(
+        dai_check.swing_up, 3
+    )
+
+
+def mujoco_args(tmp_path, **kwargs) -> argparse.Namespace:
+    defaults = {"steps": 100, "horizon": 50, "early_steps": 50, "eval_every": 50, "eval_episodes": 1}
+    return argparse.Namespace(out=tmp_path / "runs.json", expert_steps=120, **{**defaults, **kwargs})
+
+
+def test_resume_keeps_finished_runs_and_refuses_other_settings(tmp_path):
+    args = mujoco_args(tmp_path)
+    assert dai_check.resume(args) == {"experts": {}, "runs": []}
+    stored = {"config": {k: getattr(args, k) for k in dai_check.RESUME_KEYS}, "experts": {}, "runs": [{"seed": 0}]}
+    args.out.write_text(json.dumps(stored))
+    assert dai_check.resume(args)["runs"] == [{"seed": 0}]
+    with pytest.raises(SystemExit, match="holds runs with"):
+        dai_check.resume(mujoco_args(tmp_path, steps=200))
+
+
+def test_mujoco_expert_is_trained_once_then_loaded(tmp_path):
+    pytest.importorskip("mujoco")
+    args = mujoco_args(tmp_path)
+    trained, info = dai_check.mujoco_expert("Hopper-v5", args)  # 120 warm-up steps: no gradient step, seconds
+    assert Path(info["path"]).name == "expert_Hopper-v5_sac120.zip" and Path(info["path"]).exists()
+    assert info["train_wall_s"] > 0 and len(info["eval_returns"]) == 1
+    loaded, again = dai_check.mujoco_expert("Hopper-v5", args)
+    assert again["train_wall_s"] == 0.0 and again["eval_returns"] == info["eval_returns"]
+    obs = np.random.default_rng(0).normal(size=(4, 11)).astype(np.float32)
+    np.testing.assert_array_equal(
+        trained.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0]
+    )
