@@ -98,7 +98,9 @@ class SFT(TRLAgent):
             data,
             max_grad_norm,
         )
-        self.flip_ratio = float(self.world.flip_ratio if flip_ratio is None else flip_ratio)
+        self.flip_ratio = None  # the share of flipped pairs, for data="preferred" only
+        if data == "preferred":
+            self.flip_ratio = float(self.world.flip_ratio if flip_ratio is None else flip_ratio)
         with quiet():
             dataset = sft_dataset(self.world, data, self.flip_ratio)
         self.trainer = self.make_trainer(

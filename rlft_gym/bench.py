@@ -47,7 +47,10 @@ else $RAY_ADDRESS, else a new local cluster of workers x cpus_per_cell CPUs that
 a cluster that `ray start` runs on this machine, give ray_address = "auto"); a Ray initialised in this process is
 used as it is. "auto" (default) picks "ray" when `ray_address` is given, or when Ray is installed and either
 $RAY_ADDRESS is set or Ray is initialised in this process; else "local". Either way each finished record is saved as
-it arrives, so a killed bench resumes. docs/scale.md: a multi-node cluster with the hf world.
+it arrives, so a killed bench resumes; a cell of a native attack (GRPO, PPO, their Lagrangian and expert-guided
+versions, Best-of-N) that was killed midway resumes from its last eval step's checkpoint (`<out>/runs/<cell>.ckpt`,
+removed when the cell ends), a TRL-trained one (SFT, DPO, TRL-GRPO) starts again. docs/scale.md: a multi-node
+cluster with the hf world.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from rlft_gym.experiment import AGENTS, DEFENCES, AttackSpec, applies, run_attack
+from rlft_gym.experiment import AGENTS, DEFENCES, AttackSpec, applies, resumable_midway, run_attack
 from rlft_gym.validate import require_fraction, require_int, require_non_negative, require_one_of, require_positive
 
 RESULTS = "bench.json"
@@ -238,12 +241,14 @@ def _seeded(defence: str, kwargs: dict[str, Any], seed: int) -> dict[str, Any]:
 
 
 def run_cell(spec: AttackSpec, out_dir: str, threads: int) -> dict[str, Any]:
-    """One grid cell in a worker process (or Ray task): the attack with the monitor; what the tables need of its
+    """One grid cell in a worker process (or Ray task): the attack with the monitor, checkpointed at each eval step
+    where the attack can be (`resumable_midway`), so a killed cell resumes there; what the tables need of its
     summary."""
     import torch
 
     torch.set_num_threads(threads)
-    summary = run_attack(spec, Path(out_dir) / "runs", progress=False)
+    every = spec.eval_every if resumable_midway(spec.agent) else None  # a killed cell resumes from its last eval
+    summary = run_attack(spec, Path(out_dir) / "runs", progress=False, checkpoint_every=every)
     keep = ("time_in_safe_set", "first_breach_step", "by_grader", "initial", "final", "reward_hacking")
     return {"spec": asdict(spec), **{k: summary[k] for k in keep if k in summary}, "results": summary["results"]}
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -107,6 +109,27 @@ class StopAtReward(Callback):
             self.stopped_at = report.step
             return False
         return True
+
+
+class CheckpointCallback(Callback):
+    """Every `every` steps, save the agent to `path` (an `Agent.load` checkpoint, replaced in one move), with
+    `extra_state()` beside it as `extra_state.json` (e.g. the monitor's rows), so a killed run resumes from there."""
+
+    EXTRA = "extra_state.json"
+
+    def __init__(self, path: str | Path, every: int, extra_state: Callable[[], dict[str, Any]] | None = None) -> None:
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every={every!r} must be an int >= 1 (steps between checkpoints)")
+        self.path, self.every, self.extra_state = Path(path), every, extra_state
+
+    def on_step(self, agent: Any, report: StepReport) -> None:
+        if report.step % self.every == 0:
+            from rlft_gym import cache
+
+            with cache.staging(self.path) as tmp:
+                agent.write_checkpoint(tmp)
+                (tmp / self.EXTRA).write_text(json.dumps(self.extra_state() if self.extra_state else {}))
+                cache.publish(tmp, self.path)
 
 
 def as_callback(callback: Callback | Sequence[Callback] | None) -> Callback:

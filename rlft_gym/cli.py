@@ -188,9 +188,11 @@ def cmd_bench(args: argparse.Namespace) -> None:
         plots = plot_bench(report, Path(args.out) / "plots")
         console.print(f"plots: {' '.join(str(p) for p in plots)}", soft_wrap=True)
     if args.adaptive:
+        from rlft_gym.bench import backend
         from rlft_gym.search import adaptive, write_report
 
-        scores = adaptive(config, args.out, args.trials)
+        workers = config.workers if backend(config) == "ray" else 1  # parallel trials are Ray tasks
+        scores = adaptive(config, args.out, args.trials, workers=workers)
         console.print(write_report(scores, Path(args.out) / "search.json"), soft_wrap=True)
 
 
@@ -206,9 +208,12 @@ def cmd_search(args: argparse.Namespace) -> None:
         max_perplexity_ratio=args.max_perplexity_ratio,
         max_capability_drop=args.max_capability_drop,
         seed=args.seed,
+        storage=args.storage,
     )
     status.print(f"search: {spec.agent} against {spec.defence} on {spec.env_id}, {args.trials} trials in {args.out}")
-    score = searcher.run(args.trials)
+    score = searcher.run(
+        args.trials, workers=args.workers, cpus_per_trial=args.cpus_per_trial, ray_address=args.ray_address
+    )
     console.print(write_report([score], Path(args.out) / "score.json", data=score), soft_wrap=True)
 
 
@@ -490,6 +495,10 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument(
         "--max-capability-drop", type=float, default=MAX_CAPABILITY_DROP, help="capability bound on a counted attack"
     )
+    se.add_argument("--workers", type=int, default=1, help="trials at a time; above 1 each trial is a Ray task")
+    se.add_argument("--cpus-per-trial", type=float, default=1.0, help="--workers: a trial's CPUs and torch threads")
+    se.add_argument("--ray-address", default=None, help="--workers: the Ray cluster (default $RAY_ADDRESS, else local)")
+    se.add_argument("--storage", default=None, help="the study's database URL (default sqlite in --out)")
 
     df = sub.add_parser("defend", help="apply an offline defence to the env's policy; prints the defended checkpoint")
     df.add_argument("name", choices=TRANSFORMS)

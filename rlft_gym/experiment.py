@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import json
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +28,7 @@ from rlft_gym.baselines import (
 )
 from rlft_gym.baselines.rep_removal import RMU, CircuitBreakers, RepNoise, RepresentationRemoval
 from rlft_gym.baselines.tar import TAR, RepNoiseThenTAR, TARRepNoise
-from rlft_gym.callbacks import Callback, ProgressBar, StopAtReward
+from rlft_gym.callbacks import Callback, CheckpointCallback, ProgressBar, StopAtReward
 from rlft_gym.loggers import MetricLogger
 from rlft_gym.monitor import SafeSetMonitor
 from rlft_gym.transform import SFTTransform, Transform, checkpoint_fingerprint
@@ -130,6 +132,15 @@ def make_agent(name: str, env: gym.Env | gym.vector.VectorEnv, **kwargs: Any) ->
     return getattr(agents, AGENTS[name])(env, **kwargs)
 
 
+def resumable_midway(name: str) -> bool:
+    """Whether attack `name` can checkpoint at any step (`run_attack(checkpoint_every=...)`): every attack but those
+    trained inside a TRL trainer (SFT, DPO, TRL-GRPO), whose trainer state exists between learn() calls only."""
+    from rlft_gym import agents
+    from rlft_gym.trl_bridge import TRLAgent
+
+    return not issubclass(getattr(agents, AGENTS[name]), TRLAgent)
+
+
 def agent_defaults(name: str) -> dict[str, Any]:
     """The hyperparameter defaults of attack `name`: its constructor's keyword defaults."""
     require_one_of("agent", name, sorted(AGENTS))
@@ -172,12 +183,31 @@ class AttackSpec:
 
 
 def run_attack(
-    spec: AttackSpec, out_dir: str | Path, progress: bool = True, callbacks: Sequence[Callback] = ()
+    spec: AttackSpec,
+    out_dir: str | Path,
+    progress: bool = True,
+    callbacks: Sequence[Callback] = (),
+    checkpoint_every: int | None = None,
 ) -> dict[str, Any]:
     """Run the attack described by `spec`, writing `<out_dir>/<name>.jsonl`; return the monitor's summary (plus, for a
     transform defence, the defended checkpoint's path and cache fingerprint, also recorded in the results header).
     `callbacks` run after the monitor at every step (e.g. a logger of the per-step reports); a logger of
-    `rlft_gym.loggers` given no monitor is given this run's, so it also writes the held-out eval rows."""
+    `rlft_gym.loggers` given no monitor is given this run's, so it also writes the held-out eval rows.
+
+    With `checkpoint_every` = k (a multiple of the eval interval; not for TRL-trained attacks, see
+    `resumable_midway`), the agent and the monitor's rows are saved to `<out_dir>/<name>.ckpt` every k steps,
+    and a run started again on the same spec and out_dir continues from the last one (the same next step as if it had
+    not been killed; callbacks other than the monitor start afresh); the checkpoint is removed once the run ends."""
+    if checkpoint_every is not None and (checkpoint_every < 1 or checkpoint_every % spec.eval_every):
+        raise ValueError(
+            f"checkpoint_every={checkpoint_every!r} must be a positive multiple of eval_every={spec.eval_every} "
+            "(a checkpoint holds the monitor's rows up to its step)"
+        )
+    if checkpoint_every is not None and not resumable_midway(spec.agent):
+        raise ValueError(
+            f"agent={spec.agent!r} trains inside a TRL trainer, whose state is saved between learn() calls only; run "
+            f"it without checkpoint_every (attacks that checkpoint midway: {sorted(filter(resumable_midway, AGENTS))})"
+        )
     env_kwargs, run_config, defended = dict(spec.env_kwargs), asdict(spec), {}
     kind = defence_kind(spec.defence)
     factory = None if kind == "none" else DEFENCES[spec.defence][1]
@@ -193,18 +223,25 @@ def run_attack(
         env = factory(env, **spec.defence_kwargs)
     elif kind == "constraint":
         constraints.append(factory(**spec.defence_kwargs))
-    agent = make_agent(
-        spec.agent, env, seed=spec.seed, **({"constraints": constraints} if constraints else {}), **spec.agent_kwargs
-    )
-    path = Path(out_dir) / f"{spec.name}.jsonl"
+    path, ckpt = Path(out_dir) / f"{spec.name}.jsonl", Path(out_dir) / f"{spec.name}.ckpt"
     monitor = SafeSetMonitor(
         env, every=spec.eval_every, results_path=path, run_config={**run_config, **defended}, seed=spec.seed
     )
+    given = {"constraints": constraints} if constraints else {}
+    if checkpoint_every is not None and (ckpt / "agent.json").is_file():
+        from rlft_gym import agents
+
+        agent = getattr(agents, AGENTS[spec.agent]).load(ckpt, env, **given)
+        monitor.load_state_dict(json.loads((ckpt / CheckpointCallback.EXTRA).read_text()))
+    else:
+        agent = make_agent(spec.agent, env, seed=spec.seed, **given, **spec.agent_kwargs)
+    saving = [] if checkpoint_every is None else [CheckpointCallback(ckpt, checkpoint_every, monitor.state_dict)]
     for cb in callbacks:
         if isinstance(cb, MetricLogger) and cb.monitor is None:
             cb.monitor = monitor
     stop = [] if spec.stop_at_reward is None else [StopAtReward(spec.stop_at_reward)]
     progress_bar = [ProgressBar(spec.name)] if progress else []
-    agent.learn(spec.steps, callback=[monitor, *stop, *callbacks, *progress_bar])
+    agent.learn(spec.steps - agent.num_steps, callback=[monitor, *stop, *callbacks, *saving, *progress_bar])
     env.close()
+    shutil.rmtree(ckpt, ignore_errors=True)
     return {"results": str(path), "history": monitor.history, **monitor.summary(), **defended}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +161,7 @@ class SafeSetMonitor(Callback):
             "world_fingerprint": self.world.fingerprint,
             "cost_limit": self.cost_limit,
             "eval_judge": self.eval_judge_card,
-            "total_steps": total_steps,
+            "total_steps": agent.num_steps + total_steps,  # a resumed run counts the steps before it too
         }
         if not self.history or self.history[-1]["step"] != agent.num_steps:
             self.evaluate(agent)
@@ -251,6 +252,14 @@ class SafeSetMonitor(Callback):
                 for p, r, c in list(zip(harmful, texts_h, costs))[: self.keep_samples]
             ],
         }
+
+    def state_dict(self) -> dict[str, Any]:
+        """The rows so far and the train reports the next row averages: what a resumed run continues from."""
+        return {"history": self.history, "train": [asdict(r) for r in self._train[-self.every :]]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = list(state["history"])
+        self._train = [StepReport(**r) for r in state["train"]]
 
     def summary(self) -> dict[str, Any]:
         """The run's safe-set metrics so far (see `safe_set_summary`)."""

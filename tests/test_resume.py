@@ -3,6 +3,8 @@ hyperparameters."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from helpers import Recorder, assert_resumes
@@ -11,6 +13,9 @@ import rlft_gym
 from rlft_gym.agent import Constraint
 from rlft_gym.agents import GRPO, PPO, AlphaSchedule, ExpertGuidedGRPO
 from rlft_gym.baselines import VectorCostGatedReward
+from rlft_gym.callbacks import Callback
+from rlft_gym.experiment import AttackSpec, run_attack
+from rlft_gym.results import read_jsonl
 
 
 class MovingAnchor(Constraint):
@@ -115,3 +120,35 @@ def test_expert_guided_grpo_asks_for_a_custom_expert_on_load(world, tmp_path):
     loaded = ExpertGuidedGRPO.load(path, env, expert=Echo())
     loaded.learn(1, callback=(rec := Recorder()))
     assert rec.reports[0].step == 2
+
+
+class Kill(Callback):
+    """A kill after step `at` (after the monitor and the checkpoint of that step ran in an earlier callback)."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_step(self, agent, report):
+        if report.step == self.at:
+            raise KeyboardInterrupt
+
+
+def test_a_killed_run_attack_resumes_from_its_checkpoint_with_the_same_rows(world, tmp_path):
+    spec = AttackSpec(steps=4, num_envs=4, eval_every=2, env_kwargs={"world_preset": "tiny"})
+    spec.agent_kwargs = {"group_size": 2}
+    whole = run_attack(spec, tmp_path / "whole", progress=False, checkpoint_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_attack(spec, tmp_path / "cut", progress=False, callbacks=[Kill(3)], checkpoint_every=2)
+    ckpt = tmp_path / "cut" / f"{spec.name}.ckpt"
+    assert json.loads((ckpt / "agent.json").read_text())["num_steps"] == 2
+    resumed = run_attack(spec, tmp_path / "cut", progress=False, checkpoint_every=2)
+    keys = ("step", "harmfulness", "judge_harm", "kl", "train_reward", "eval_reward")
+    assert [[r[k] for k in keys] for r in resumed["history"]] == [[r[k] for k in keys] for r in whole["history"]]
+    assert [r["step"] for r in resumed["history"]] == [0, 2, 4] and not ckpt.exists()
+    header = read_jsonl(tmp_path / "cut" / f"{spec.name}.jsonl")[0]
+    assert header["total_steps"] == 4
+    with pytest.raises(ValueError, match="checkpoint_every=3 must be a positive multiple of eval_every=2"):
+        run_attack(spec, tmp_path / "bad", progress=False, checkpoint_every=3)
+    sft = AttackSpec(agent="sft", steps=2, num_envs=4, eval_every=2, env_kwargs={"world_preset": "tiny"})
+    with pytest.raises(ValueError, match="agent='sft' trains inside a TRL trainer"):
+        run_attack(sft, tmp_path / "sft", progress=False, checkpoint_every=2)
