@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.activations import GELUTanh, NewGELUActivation
 
 from rlft_gym.templates import PAIR_TEMPLATE
 
@@ -47,7 +48,7 @@ class SequenceScorer:
     @classmethod
     def from_pretrained(cls, path: str | Path, output: str = "logit", device: str = "cpu", **kwargs) -> SequenceScorer:
         """Load a `save_pretrained` sequence classifier and its tokenizer from `path`."""
-        model = AutoModelForSequenceClassification.from_pretrained(path).to(device)
+        model = fused_gelu(AutoModelForSequenceClassification.from_pretrained(path).to(device))
         return cls(model, AutoTokenizer.from_pretrained(path), output, **kwargs)
 
     def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -76,3 +77,14 @@ class SequenceScorer:
         else:
             scores = torch.softmax(logits, -1)[:, self.column]
         return scores.cpu().numpy().astype(np.float32)
+
+
+def fused_gelu(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` with each `gelu_new` activation (GPT-2's tanh GELU, written as five tensor ops) replaced in place by
+    PyTorch's fused tanh GELU: the same function (they differ by under 1e-6), 5-9x faster on CPU, where it took a
+    third of the embedded world's forward time. The saved config is untouched."""
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if type(child) is NewGELUActivation:
+                setattr(module, name, GELUTanh())
+    return model

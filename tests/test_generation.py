@@ -93,3 +93,22 @@ def test_sampling_raises_no_deprecation_warning(model, tokenizer):
         )
         generation.response_logprobs(model, rollout)
     assert len(rollout.texts) == 4
+
+
+def test_fused_gelu_swaps_gpt2s_tanh_gelu_for_the_same_function(world):
+    """World models load with PyTorch's fused tanh GELU in place of GPT-2's five-op one; the outputs agree."""
+    from transformers import AutoModelForCausalLM
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    from rlft_gym.scoring import fused_gelu
+
+    saved = AutoModelForCausalLM.from_pretrained(world.policy_path).eval()
+    assert any(type(m) is NewGELUActivation for m in saved.modules())
+    fused = world.load_policy().eval()
+    assert not any(type(m) is NewGELUActivation for m in fused.modules())
+    assert any(type(m) is GELUTanh for m in fused.modules()) and fused.config.activation_function == "gelu_new"
+    ids = torch.randint(0, saved.config.vocab_size, (3, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(fused(ids).logits, saved(ids).logits, rtol=1e-4, atol=1e-4)
+    assert fused_gelu(fused) is fused  # idempotent
+    assert not any(type(m) is NewGELUActivation for m in world.cost_model.model.modules())

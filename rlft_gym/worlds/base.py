@@ -10,7 +10,7 @@ from pathlib import Path
 import datasets
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
-from rlft_gym.scoring import ScoreFn
+from rlft_gym.scoring import ScoreFn, fused_gelu
 
 # The 14 BeaverTails harm categories, in the dataset's order.
 CATEGORIES: tuple[str, ...] = (
@@ -80,11 +80,11 @@ class World(ABC):
 
     def load_policy(self, path: str | Path | None = None, device: str = "cpu") -> PreTrainedModel:
         """A trainable copy of the policy under attack (or of the checkpoint at `path`)."""
-        return AutoModelForCausalLM.from_pretrained(path or self.policy_path).to(device)
+        return fused_gelu(AutoModelForCausalLM.from_pretrained(path or self.policy_path).to(device))
 
     def load_reference(self, device: str = "cpu") -> PreTrainedModel:
         """The frozen reference policy (eval mode, no gradients)."""
-        model = AutoModelForCausalLM.from_pretrained(self.reference_path).to(device).eval()
+        model = fused_gelu(AutoModelForCausalLM.from_pretrained(self.reference_path).to(device).eval())
         return model.requires_grad_(False)
 
     @abstractmethod
