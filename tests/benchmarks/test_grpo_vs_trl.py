@@ -32,6 +32,7 @@ import torch
 
 import rlft_gym
 from rlft_gym.agents import GRPO
+from rlft_gym.scoring import fused_gelu
 
 pytestmark = pytest.mark.perf  # about 2.1x against a 2.0x target: measured on an idle machine (`make bench`), not in CI
 
@@ -102,7 +103,8 @@ def test_grpo_step_vs_trl(world, benchmark, tmp_path, one_torch_thread):
     max_new_tokens = agent.max_new_tokens
 
     # TRL: a fresh copy of the same policy, the same tokenizer, the same reward model
-    policy = transformers.AutoModelForCausalLM.from_pretrained(world.policy_path)
+    # (with the fused GELU our world loader gives its models: the same function, so both sides run the same model)
+    policy = fused_gelu(transformers.AutoModelForCausalLM.from_pretrained(world.policy_path))
     tokenizer = copy.deepcopy(world.tokenizer)
     tokenizer.padding_side = "left"
     raw_prompts = list(world.attack_prompts.prompts)
