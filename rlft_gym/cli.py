@@ -142,7 +142,16 @@ def cmd_attack(args: argparse.Namespace) -> None:
     from rlft_gym.plot import plot_runs
 
     spec = _spec(args)
-    summary = run_attack(spec, args.out)
+    loggers = []
+    if "tensorboard" in args.logger:
+        from rlft_gym.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(Path(args.out) / "tensorboard" / spec.name))
+    if "wandb" in args.logger:
+        from rlft_gym.loggers import WandbLogger
+
+        loggers.append(WandbLogger(dir=args.out))
+    summary = run_attack(spec, args.out, callbacks=loggers)
     png = plot_runs([summary["results"]], Path(args.out) / f"{spec.name}.png")
     _table([(spec.name, summary)])
     if "defended_checkpoint" in summary:
@@ -477,6 +486,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("attack", help="attack a policy and monitor the safe set")
     attack_args(a)
+    a.add_argument(
+        "--logger",
+        action="append",
+        default=[],
+        choices=("tensorboard", "wandb"),
+        help="also log to TensorBoard (<out>/tensorboard/<name>) or W&B offline (<out>/wandb); repeatable",
+    )
     a.set_defaults(func=cmd_attack)
 
     se = sub.add_parser(

@@ -212,3 +212,24 @@ def test_missing_package_is_one_clear_import_error(tmp_path, monkeypatch, blocke
         monkeypatch.setitem(sys.modules, name, None)  # importing it raises ImportError, as if not installed
     with pytest.raises(ImportError, match=re.escape(f"pip install {extra}")):
         build(tmp_path)
+
+
+def test_attack_cli_logger_flag_writes_tensorboard_events(world, tmp_path):
+    from rlft_gym.cli import main
+
+    argv = [
+        "attack",
+        "--preset",
+        "tiny",
+        "--steps",
+        "2",
+        "--num-envs",
+        "4",
+        "--eval-every",
+        "2",
+        "--set",
+        "group_size=2",
+    ]
+    assert main([*argv, "--logger", "tensorboard", "--out", str(tmp_path)]) == 0
+    tags, _ = scalars(tmp_path / "tensorboard" / "grpo-none")
+    assert set(tags["Metrics/EpRet"]) == {1, 2} and set(tags["Metrics/TestEpCost"]) == {0, 2}
