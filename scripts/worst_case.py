@@ -33,7 +33,7 @@ from rlft_gym.experiment import AttackSpec, defence_kind, run_attack
 from rlft_gym.search import AttackSearch, markdown, trial_record
 
 sys.path.insert(0, str(Path(__file__).parent))
-from defence_table import attack_spec  # noqa: E402
+from defence_table import _group, attack_spec  # noqa: E402
 
 PARTS = ("search", "early-stop", "defence-aware", "size", "noise")
 DEFENCES = ("lisa", "refusal-loss", "repnoise", "reward-neutralization", "token-buncher", "tar")
@@ -199,14 +199,13 @@ def size_table(rows: dict[str, Any], defences: dict[str, Any] | None) -> str:
         "|---" * (3 + len(SIZES)) + "|",
     ]
     seeds = {r["spec"]["seed"] for r in rows.values()}
+    at_1x = {}  # the Table 3 (online) and Table 4 (offline) runs of the same seeds, by (attack, defence)
+    for part in ("table3", "table4") if defences else ():
+        for key, runs in _group(defences, part, "attack", "defence").items():
+            at_1x.setdefault(key, []).extend(r for r in runs if r["spec"]["seed"] in seeds)
     for attack in SIZE_ATTACKS:
         for defence in SIZE_DEFENCES:
-            base = []
-            for name, r in (defences or {}).get("runs", {}).items():
-                labels = r.get("labels", {})
-                if name.split("/")[0] in ("table3", "table4") and r["spec"]["seed"] in seeds:
-                    if (labels.get("attack"), labels.get("defence")) == (attack, defence):
-                        base.append({"harm": r["final"]["judge_harm"], "fluent": True})
+            base = [{"harm": r["final"]["judge_harm"], "fluent": True} for r in at_1x.get((attack, defence), [])]
             paper = PAPER_TABLE6.get((attack, defence), (None,) * len(SIZES))
             cells = [_cell(_runs(rows, f"{attack}-{defence}-x{x:g}"), p) for x, p in zip(SIZES, paper, strict=True)]
             lines.append(f"| {attack} | {defence} | {_cell(base) if base else '-'} | " + " | ".join(cells) + " |")
