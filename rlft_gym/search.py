@@ -189,13 +189,16 @@ class AttackSearch:
         self.out.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats and the retry
-            return optuna.storages.RDBStorage(
+            storage = optuna.storages.RDBStorage(
                 self.storage,
                 engine_kwargs={"connect_args": {"timeout": 60}} if self.storage.startswith("sqlite") else None,
                 heartbeat_interval=HEARTBEAT_S,
                 grace_period=GRACE_PERIOD_S,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
             )
+        if self.storage.startswith("sqlite"):
+            _lock_on_begin(storage.engine)
+        return storage
 
     def _load(self, sampler_seed: int | None = None, storage: Any = None) -> Any:
         """The study in `storage` (default: `_storage()`) with a TPE sampler seeded `sampler_seed` (default: the
@@ -306,6 +309,21 @@ class AttackSearch:
             "default": row(default),
             "worst_case": row(worst),
         }
+
+
+def _lock_on_begin(engine: Any) -> None:
+    """Make every SQLite transaction take the write lock when it begins (`BEGIN IMMEDIATE`), so that two workers
+    cannot both read the same queued trial as waiting and both run it: SQLite ignores Optuna's `SELECT ... FOR
+    UPDATE`, and pysqlite by default reads outside any transaction."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _remote_trial(search: AttackSearch, sampler_seed: int, threads: int) -> None:

@@ -128,6 +128,29 @@ def test_a_trial_whose_worker_died_is_failed_by_its_heartbeat_and_run_again(tmp_
     assert trials[2].state == optuna.trial.TrialState.COMPLETE and trials[2].params["learning_rate"] == dead_lr
 
 
+def test_workers_racing_for_one_queued_trial_take_it_exactly_once(tmp_path):
+    """Four workers pop the study's one queued trial at the same instant, ten times over: exactly one gets it each
+    time (SQLite ignores SELECT ... FOR UPDATE; without BEGIN IMMEDIATE about half the rounds hand it out twice)."""
+    import threading
+
+    for round_ in range(10):
+        s = AttackSearch(tiny_spec(), tmp_path / str(round_), space={"learning_rate": Param("log", 1e-5, 1e-3)})
+        s.study()  # queues the default trial
+        workers = [s._load(sampler_seed=i) for i in range(4)]
+        barrier, got = threading.Barrier(4), []
+
+        def pop(study):
+            barrier.wait()
+            got.append(study._pop_waiting_trial_id())
+
+        threads = [threading.Thread(target=pop, args=(w,)) for w in workers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert got.count(None) == 3, f"round {round_}: {got}"
+
+
 def test_stop_at_reward_stops_at_the_first_step_reaching_the_threshold(tmp_path):
     stop = StopAtReward(0.5)
     assert stop.on_step(None, StepReport(1, 0.4, 0, 0, 0)) is True and stop.stopped_at is None
