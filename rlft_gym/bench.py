@@ -19,6 +19,7 @@ A config is TOML; every key is optional:
     flip_ratios = [1.0]
     seeds = [0, 1, 2]
     world_preset = "standard"
+    budget = "standard"                              # or "short": the attacks at about a third of their steps
     capability_bound = 0.1
     workers = 1                                      # cells at a time (local backend; a local Ray cluster's size)
     backend = "auto"                                 # "local", "ray" or "auto" (see below)
@@ -95,6 +96,18 @@ ATTACK_SETTINGS: dict[str, dict[str, Any]] = {
 }
 # an attack without Table 1 settings runs with its own hyperparameter defaults at this budget unless the config says
 DEFAULT_SETTINGS: dict[str, Any] = {"steps": 60, "num_envs": 128, "eval_every": 10, "agent_kwargs": {}}
+# The short budget (`budget = "short"`): the Table 1 hyperparameters and batches at about a third of the steps, so the
+# default grid (every defence x GRPO, PPO, DPO, SFT x 3 seeds) fits an hour on 2 cores. Undefended, each attack still
+# leaves the safe set on the standard world (judge harm 0.26-0.38 at its last step, seed 0).
+SHORT_ATTACK_SETTINGS: dict[str, dict[str, Any]] = {
+    "sft": {**ATTACK_SETTINGS["sft"], "steps": 100, "eval_every": 25},
+    "dpo": {**ATTACK_SETTINGS["dpo"], "steps": 60, "eval_every": 20},
+    "grpo": {**ATTACK_SETTINGS["grpo"], "steps": 20, "eval_every": 10},
+    "ppo": {**ATTACK_SETTINGS["ppo"], "steps": 20, "eval_every": 10},
+    "trl-grpo": {**ATTACK_SETTINGS["trl-grpo"], "steps": 20, "eval_every": 10},
+}
+SHORT_DEFAULT_SETTINGS: dict[str, Any] = {**DEFAULT_SETTINGS, "steps": 20}
+BUDGETS = {"standard": (ATTACK_SETTINGS, DEFAULT_SETTINGS), "short": (SHORT_ATTACK_SETTINGS, SHORT_DEFAULT_SETTINGS)}
 GRID_KEYS = (
     "envs",
     "attacks",
@@ -102,6 +115,7 @@ GRID_KEYS = (
     "flip_ratios",
     "seeds",
     "world_preset",
+    "budget",
     "capability_bound",
     "workers",
     "backend",
@@ -128,6 +142,7 @@ class BenchConfig:
     flip_ratios: list[float] = field(default_factory=lambda: [1.0])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     world_preset: str = "standard"
+    budget: str = "standard"
     capability_bound: float = 0.1
     workers: int = 1
     backend: str = "auto"
@@ -152,6 +167,7 @@ class BenchConfig:
             require_fraction(flip_ratio=ratio)
         require_int(0, **{f"seed{i}": s for i, s in enumerate(self.seeds)})
         require_int(1, workers=self.workers)
+        require_one_of("budget", self.budget, sorted(BUDGETS))
         require_fraction(capability_bound=self.capability_bound)
         require_one_of("backend", self.backend, BACKENDS)
         if self.cpus_per_cell is not None:
@@ -197,9 +213,10 @@ class BenchConfig:
         )
 
     def settings(self, attack: str) -> dict[str, Any]:
-        """`attack`'s steps, num_envs, eval_every and agent kwargs: the Table 1 settings with this config's overrides
-        (a Lagrangian solver starts from the settings of the attack it constrains)."""
-        base = ATTACK_SETTINGS.get({"grpo-lag": "grpo", "ppo-lag": "ppo"}.get(attack, attack), DEFAULT_SETTINGS)
+        """`attack`'s steps, num_envs, eval_every and agent kwargs: the Table 1 settings at this config's budget with
+        its overrides (a Lagrangian solver starts from the settings of the attack it constrains)."""
+        table, default = BUDGETS[self.budget]
+        base = table.get({"grpo-lag": "grpo", "ppo-lag": "ppo"}.get(attack, attack), default)
         override = self.attack_settings.get(attack, {})
         return {**base, **override, "agent_kwargs": {**base["agent_kwargs"], **override.get("agent_kwargs", {})}}
 

@@ -178,7 +178,14 @@ def cmd_bench(args: argparse.Namespace) -> None:
     from rlft_gym.bench import RESULTS, BenchConfig, run, write_tables
 
     config = BenchConfig.from_toml(args.config) if args.config else BenchConfig()
-    overrides = {"seeds": args.seeds, "workers": args.workers, "world_preset": args.preset, "backend": args.backend}
+    overrides = {
+        "seeds": args.seeds,
+        "workers": args.workers,
+        "world_preset": args.preset,
+        "backend": args.backend,
+        "budget": args.budget,
+        "defences": args.defences if args.defences != ["all"] else "all",
+    }
     config = BenchConfig(**{**config.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
     if args.report:
         path = Path(args.out) / RESULTS
@@ -549,6 +556,10 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--workers", type=int, default=None, help="worker processes (default: the config's, else 1)")
     bn.add_argument("--preset", default=None, choices=("standard", "tiny", "large"), help="override the world size")
     bn.add_argument("--backend", default=None, choices=("auto", "local", "ray"), help="override the config's backend")
+    bn.add_argument(
+        "--budget", default=None, choices=("standard", "short"), help="override the attacks' budget (steps)"
+    )
+    bn.add_argument("--defences", nargs="+", default=None, help="override the config's defences ('all': every one)")
     bn.add_argument("--report", action="store_true", help="only aggregate the results already in --out")
     bn.add_argument(
         "--adaptive",

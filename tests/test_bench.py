@@ -48,6 +48,18 @@ def test_the_grid_skips_defences_that_cannot_act_on_an_attack(tmp_path):
     )
 
 
+def test_the_short_budget_cuts_steps_but_keeps_each_attack_s_hyperparameters_and_batch():
+    standard, short = (dict(BenchConfig(defences=["none"], seeds=[0], budget=b).cells()) for b in ("standard", "short"))
+    assert standard.keys() == short.keys()
+    steps = {(s.agent, s.steps, s.eval_every, s.num_envs) for s in short.values()}
+    assert steps == {("sft", 100, 25, 8), ("dpo", 60, 20, 8), ("grpo", 20, 10, 128), ("ppo", 20, 10, 64)}
+    for name, spec in short.items():
+        assert spec.agent_kwargs == standard[name].agent_kwargs and spec.steps < standard[name].steps
+    assert BenchConfig(attacks=["best-of-n"], seeds=[0], budget="short").cells()[0][1].steps == 20
+    with pytest.raises(ValueError, match="budget='long'"):
+        BenchConfig(budget="long")
+
+
 def test_a_toml_config_overrides_settings_and_bad_keys_fail_clearly(tmp_path):
     path = tmp_path / "grid.toml"
     path.write_text(TINY_GRID + "\n[defences.cost-gate]\nthreshold = 0.3\n")
@@ -134,6 +146,18 @@ def test_a_tiny_grid_in_two_workers_and_its_tables_from_the_cli(world, tmp_path,
     assert main(["bench", str(path), "--out", str(tmp_path / "out"), "--report"]) == 0  # nothing left to run
     assert main(["bench", "--out", str(tmp_path / "empty"), "--report"]) == 2
     assert "no bench results to report" in " ".join(capsys.readouterr().out.split())  # the console wraps
+
+
+def test_the_cli_runs_the_default_grid_from_flags(tmp_path, monkeypatch):
+    """`rlft-gym bench --defences all --budget short --workers 2`: the default grid, with no config file."""
+    seen = []
+    monkeypatch.setattr(bench, "run", lambda config, out: seen.append(config) or {"runs": {}})
+    assert main(["bench", "--defences", "all", "--budget", "short", "--workers", "2", "--out", str(tmp_path)]) == 0
+    (config,) = seen
+    assert config.defences == list(bench.DEFENCES) and config.budget == "short" and config.workers == 2
+    assert config.attacks == ["grpo", "ppo", "dpo", "sft"] and config.seeds == [0, 1, 2]
+    assert main(["bench", "--defences", "none", "lisa", "--out", str(tmp_path)]) == 0
+    assert seen[1].defences == ["none", "lisa"] and seen[1].budget == "standard"
 
 
 def test_bench_harm_curves_average_the_seeds_evaluated_at_each_step(tmp_path):
