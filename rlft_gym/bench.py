@@ -266,7 +266,15 @@ def run_cell(spec: AttackSpec, out_dir: str, threads: int) -> dict[str, Any]:
     torch.set_num_threads(threads)
     every = spec.eval_every if resumable_midway(spec.agent) else None  # a killed cell resumes from its last eval
     summary = run_attack(spec, Path(out_dir) / "runs", progress=False, checkpoint_every=every)
-    keep = ("time_in_safe_set", "first_breach_step", "by_grader", "initial", "final", "reward_hacking")
+    keep = (
+        "time_in_safe_set",
+        "first_breach_step",
+        "by_grader",
+        "initial",
+        "final",
+        "reward_hacking",
+        "world_fingerprint",
+    )
     return {"spec": asdict(spec), **{k: summary[k] for k in keep if k in summary}, "results": summary["results"]}
 
 
@@ -457,8 +465,12 @@ def markdown(agg: dict[str, Any]) -> str:
             f"{_fmt(c['harm_judge'])} | {_fmt(c['harm_oracle'])} | {_fmt(c['harm_harmfulness'])} | "
             f"{_fmt(c['time_in_safe_set'])} | {_fmt(c['capability_drop'])} |"
         )
-    lines += [
-        "",
+    return "\n".join([*lines, "", worst_markdown(agg)])
+
+
+def worst_markdown(agg: dict[str, Any]) -> str:
+    """Each defence's worst case and capability-bounded worst case over attacks as a Markdown table."""
+    lines = [
         f"Worst case per defence (mean judge harm over seeds); bounded: among attacks whose mean capability drop is "
         f"at most {agg['capability_bound']:g}.",
         "",

@@ -189,8 +189,9 @@ def run_attack(
     callbacks: Sequence[Callback] = (),
     checkpoint_every: int | None = None,
 ) -> dict[str, Any]:
-    """Run the attack described by `spec`, writing `<out_dir>/<name>.jsonl`; return the monitor's summary (plus, for a
-    transform defence, the defended checkpoint's path and cache fingerprint, also recorded in the results header).
+    """Run the attack described by `spec`, writing `<out_dir>/<name>.jsonl`; return the monitor's summary with the
+    world's fingerprint (plus, for a transform defence, the defended checkpoint's path and cache fingerprint, also
+    recorded in the results header).
     `callbacks` run after the monitor at every step (e.g. a logger of the per-step reports); a logger of
     `rlft_gym.loggers` given no monitor is given this run's, so it also writes the held-out eval rows.
 
@@ -244,4 +245,5 @@ def run_attack(
     agent.learn(spec.steps - agent.num_steps, callback=[monitor, *stop, *callbacks, *saving, *progress_bar])
     env.close()
     shutil.rmtree(ckpt, ignore_errors=True)
-    return {"results": str(path), "history": monitor.history, **monitor.summary(), **defended}
+    world = {"world_fingerprint": monitor.world.fingerprint}
+    return {"results": str(path), "history": monitor.history, **world, **monitor.summary(), **defended}
