@@ -336,8 +336,11 @@ def _local_cells(config: BenchConfig, todo: list[tuple[str, AttackSpec]], out: P
     context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no torch state shared
     with ProcessPoolExecutor(config.workers, mp_context=context) as pool:
         futures = {pool.submit(runner, spec, str(out), threads): name for name, spec in todo}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        finally:  # stopped (an error, Ctrl-C): cells not yet started never start; running ones end unrecorded
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 @contextlib.contextmanager

@@ -130,6 +130,28 @@ def test_a_killed_bench_runs_only_what_is_missing(tmp_path):
     assert sorted(report["runs"]) == sorted(n for n, _ in config.cells())
 
 
+def marking_runner(spec, out, threads):
+    """A worker's cell: leaves a mark; seed 0's cell fails at once, the others take half a second."""
+    import time
+    from pathlib import Path
+
+    Path(out, f"{spec.seed}.mark").touch()
+    if spec.seed == 0:
+        raise RuntimeError("cell failed")
+    time.sleep(0.5)
+    return record(spec.agent, spec.defence, spec.seed, 0.1, 0.5, 0.5)
+
+
+def test_a_stopped_bench_with_worker_processes_starts_no_further_cell(tmp_path):
+    """When the bench stops (an error, Ctrl-C), cells still queued never start in the workers. Only those already
+    handed to a worker run: one running per worker, the failed worker's next, and the executor's call queue
+    (workers + 1), so 2 x workers + 2 at most; without the cancellation all 12 run."""
+    config = BenchConfig(attacks=["grpo"], seeds=list(range(12)), world_preset="tiny", workers=2)
+    with pytest.raises(RuntimeError, match="cell failed"):
+        bench.run(config, tmp_path, progress=False, runner=marking_runner)
+    assert len(list(tmp_path.glob("*.mark"))) <= 2 * config.workers + 2
+
+
 def test_a_tiny_grid_in_two_workers_and_its_tables_from_the_cli(world, tmp_path, capsys):
     path = tmp_path / "grid.toml"
     path.write_text(TINY_GRID.replace("seeds = [0, 1]", "seeds = [0]\nworkers = 2"))
