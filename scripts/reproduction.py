@@ -10,11 +10,15 @@ parts) and of `scripts/worst_case.py` (`<dir>/worst_case.json`).
 Usage:
     python scripts/reproduction.py --bench runs/default --defences runs/defences --worst-case runs/worst_case \
         > docs/REPRODUCTION.md
+    python scripts/reproduction.py --bench docs/results/default_grid.json.gz \
+        --defences docs/results/defences_v4b6.json.gz --worst-case docs/results/worst_case_v4b6.json.gz \
+        > docs/REPRODUCTION.md
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import statistics
 import sys
@@ -43,6 +47,11 @@ COMMANDS = {
     ),
     "this file": (
         "python scripts/reproduction.py --bench runs/default --defences runs/defences --worst-case runs/worst_case "
+        "> docs/REPRODUCTION.md"
+    ),
+    "this file from the stored results": (
+        "python scripts/reproduction.py --bench docs/results/default_grid.json.gz "
+        "--defences docs/results/defences_v4b6.json.gz --worst-case docs/results/worst_case_v4b6.json.gz "
         "> docs/REPRODUCTION.md"
     ),
 }
@@ -177,18 +186,24 @@ def render(bench: dict[str, Any] | None, defences: dict[str, Any] | None, worst:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bench", type=Path, default=None, help="the out dir of the default grid's rlft-gym bench")
-    p.add_argument("--defences", type=Path, default=None, help="the out dir of scripts/defence_table.py")
-    p.add_argument("--worst-case", type=Path, default=None, help="the out dir of scripts/worst_case.py")
+    where = "(or its results file, .json or .json.gz as stored in docs/results)"
+    p.add_argument("--bench", type=Path, default=None, help=f"the out dir of the default grid's bench {where}")
+    p.add_argument("--defences", type=Path, default=None, help=f"the out dir of scripts/defence_table.py {where}")
+    p.add_argument("--worst-case", type=Path, default=None, help=f"the out dir of scripts/worst_case.py {where}")
     args = p.parse_args()
     if args.bench is None and args.defences is None:
         p.error("give --bench, --defences or both")
-
-    def read(directory: Path | None, name: str) -> dict[str, Any] | None:
-        return None if directory is None else json.loads((directory / name).read_text())
-
     bench = read(args.bench, bn.RESULTS)
     print(render(bench, read(args.defences, "defences.json"), read(args.worst_case, "worst_case.json")))
+
+
+def read(path: Path | None, name: str) -> dict[str, Any] | None:
+    """A results report: `path/name` when `path` is an out dir, else the file itself, gunzipped when it ends .gz."""
+    if path is None:
+        return None
+    path = path / name if path.is_dir() else path
+    data = path.read_bytes()
+    return json.loads(gzip.decompress(data) if path.suffix == ".gz" else data)
 
 
 if __name__ == "__main__":

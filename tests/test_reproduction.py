@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import sys
 from pathlib import Path
 
@@ -63,3 +65,12 @@ def test_agreement_compares_the_seed_mean_with_the_paper_row_at_the_cost_limit()
     assert rp.agreement(grid, "table4", rp.dt.PAPER_TABLE4).splitlines()[-1].startswith("1 of 1 rows agree")
     text = rp.render(bench_report(cell("sft", "none", 0, 0.5), cell("sft", "lisa", 0, 0.1)), None, None)
     assert "# The default grid" in text and "fingerprint f0" in text and "# At the Table 1 budget" not in text
+
+
+def test_a_report_is_read_from_its_out_dir_or_its_stored_file_gzipped_or_not(tmp_path):
+    report = bench_report(cell("sft", "none", 0, 0.5))
+    (tmp_path / "bench.json").write_text(json.dumps(report))
+    (tmp_path / "grid.json.gz").write_bytes(gzip.compress(json.dumps(report).encode()))
+    assert rp.read(tmp_path, "bench.json") == rp.read(tmp_path / "bench.json", "x") == report
+    assert rp.read(tmp_path / "grid.json.gz", "bench.json") == report
+    assert rp.read(None, "bench.json") is None
