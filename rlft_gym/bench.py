@@ -334,13 +334,18 @@ def _local_cells(config: BenchConfig, todo: list[tuple[str, AttackSpec]], out: P
             yield name, runner(spec, str(out), threads)
         return
     context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no torch state shared
+    others = {p.pid for p in multiprocessing.active_children()}
     with ProcessPoolExecutor(config.workers, mp_context=context) as pool:
         futures = {pool.submit(runner, spec, str(out), threads): name for name, spec in todo}
         try:
             for future in as_completed(futures):
                 yield futures[future], future.result()
-        finally:  # stopped (an error, Ctrl-C): cells not yet started never start; running ones end unrecorded
+        except BaseException:  # stopped (a cell's error, Ctrl-C, the caller closing us): no cell starts or goes on
             pool.shutdown(wait=False, cancel_futures=True)
+            for worker in multiprocessing.active_children():
+                if worker.pid not in others:
+                    worker.terminate()  # its cell ends unrecorded (a GRPO / PPO cell resumes from its checkpoint)
+            raise
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ and a tiny grid end to end in two worker processes and from the CLI."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -131,25 +132,28 @@ def test_a_killed_bench_runs_only_what_is_missing(tmp_path):
 
 
 def marking_runner(spec, out, threads):
-    """A worker's cell: leaves a mark; seed 0's cell fails at once, the others take half a second."""
+    """A worker's cell: marks its start; seed 0's cell fails at once, the others mark their end two seconds later."""
     import time
     from pathlib import Path
 
-    Path(out, f"{spec.seed}.mark").touch()
+    Path(out, f"{spec.seed}.start").touch()
     if spec.seed == 0:
         raise RuntimeError("cell failed")
-    time.sleep(0.5)
+    time.sleep(2.0)
+    Path(out, f"{spec.seed}.end").touch()
     return record(spec.agent, spec.defence, spec.seed, 0.1, 0.5, 0.5)
 
 
-def test_a_stopped_bench_with_worker_processes_starts_no_further_cell(tmp_path):
-    """When the bench stops (an error, Ctrl-C), cells still queued never start in the workers. Only those already
-    handed to a worker run: one running per worker, the failed worker's next, and the executor's call queue
-    (workers + 1), so 2 x workers + 2 at most; without the cancellation all 12 run."""
+def test_a_stopped_bench_with_worker_processes_starts_and_finishes_no_further_cell(tmp_path):
+    """When the bench stops (a cell's error, Ctrl-C), the cells still queued never start and those running end at
+    once. Started: the failed cell, the other worker's and at most the one the failed worker took next; without the
+    cancellation all 12 start, without the termination the running ones finish."""
     config = BenchConfig(attacks=["grpo"], seeds=list(range(12)), world_preset="tiny", workers=2)
     with pytest.raises(RuntimeError, match="cell failed"):
         bench.run(config, tmp_path, progress=False, runner=marking_runner)
-    assert len(list(tmp_path.glob("*.mark"))) <= 2 * config.workers + 2
+    time.sleep(3.0)  # a cell still running would mark its end by now
+    assert len(list(tmp_path.glob("*.start"))) <= config.workers + 1
+    assert list(tmp_path.glob("*.end")) == []
 
 
 def test_a_tiny_grid_in_two_workers_and_its_tables_from_the_cli(world, tmp_path, capsys):
