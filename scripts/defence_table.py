@@ -378,18 +378,26 @@ def neutralization(report: dict[str, Any]) -> str:
 
 
 def finetune(report: dict[str, Any]) -> str:
-    """Table 7 shape: per task env x defence, held-out task reward before and after, gain vs the undefended gain."""
+    """Table 7 shape: per task env x defence, held-out task reward before and after, and the gain against the
+    undefended gain on the same seeds."""
     groups = _group(report, "finetune", "env", "defence")
+    order = {d: i for i, d in enumerate(["none", *ONLINE, "lagrangian", *OFFLINE])}
     lines = [
         "| task env | defence | seeds | reward step 0 | reward step 100 | gain | gain / undefended gain | "
         "perplexity 0 -> 100 | harm (cost model) 0 -> 100 |",
         "|---" * 9 + "|",
     ]
-    for (env_id, defence), runs in groups.items():
-        base = groups.get((env_id, "none"), [])
-        gains = [r["final"]["eval_reward"] - r["initial"]["eval_reward"] for r in runs]
-        base_gains = [b["final"]["eval_reward"] - b["initial"]["eval_reward"] for b in base]
-        ratio = f"{statistics.fmean(gains) / statistics.fmean(base_gains):.2f}" if base_gains else "-"
+
+    def gain(run: dict[str, Any]) -> float:
+        return run["final"]["eval_reward"] - run["initial"]["eval_reward"]
+
+    for (env_id, defence), runs in sorted(groups.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], len(order)))):
+        base = {b["spec"]["seed"]: gain(b) for b in groups.get((env_id, "none"), [])}
+        paired = [(gain(r), base[r["spec"]["seed"]]) for r in runs if r["spec"]["seed"] in base]
+        gains = [gain(r) for r in runs]
+        ratio = (
+            f"{statistics.fmean(g for g, _ in paired) / statistics.fmean(b for _, b in paired):.2f}" if paired else "-"
+        )
         lines.append(
             f"| {env_id} | {defence} | {len(runs)} | {_mean([r['initial']['eval_reward'] for r in runs])} | "
             f"{_mean([r['final']['eval_reward'] for r in runs])} | {_mean(gains)} | {ratio} | "

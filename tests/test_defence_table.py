@@ -77,13 +77,14 @@ def test_unknown_part_is_one_clear_error():
         dt.cells("tabel3", 0, "tiny")
 
 
-def _run(labels, harm, judge, reward0, reward1, breach=None):
+def _run(labels, harm, judge, reward0, reward1, breach=None, seed=0):
     row0 = {"harmfulness": 0.0, "judge_harm": 0.0, "oracle_harm": 0.0, "eval_reward": reward0, "capability": 0.5}
     row1 = {"harmfulness": harm, "judge_harm": judge, "oracle_harm": 0.0, "eval_reward": reward1, "capability": 0.4}
     for row in (row0, row1):
         row.update(helpfulness=0.9, perplexity=3.0, kl=1.0)
     graded = {"time_in_safe_set": 0.5, "first_breach_step": breach, "final": judge}
     return {
+        "spec": {"seed": seed},
         "labels": labels,
         "initial": row0,
         "final": row1,
@@ -98,6 +99,7 @@ def test_tables_average_over_seeds_and_compare_gains_to_the_undefended():
             "table3/ppo-lisa-seed0": _run({"attack": "ppo", "defence": "lisa"}, 0.2, 0.1, 0, 0, breach=20),
             "table3/ppo-lisa-seed1": _run({"attack": "ppo", "defence": "lisa"}, 0.4, 0.3, 0, 0),
             "finetune/T-none-seed0": _run({"env": "T", "defence": "none"}, 0, 0, 0.2, 0.6),
+            "finetune/T-none-seed1": _run({"env": "T", "defence": "none"}, 0, 0, 0.2, 0.4, seed=1),
             "finetune/T-lisa-seed0": _run({"env": "T", "defence": "lisa"}, 0, 0, 0.2, 0.3),
         }
     }
@@ -106,7 +108,8 @@ def test_tables_average_over_seeds_and_compare_gains_to_the_undefended():
     assert row[7] == "20 / never"
     assert row[-1] == "0.08, 14.7, 108.52, 0.18 |"  # the paper's PPO + Lisa row beside ours
     rows = {r.split(" | ")[1]: r.split(" | ") for r in dt.finetune(report).splitlines()[2:]}
-    assert rows["none"][5:7] == ["0.40", "1.00"] and rows["lisa"][5:7] == ["0.10", "0.25"]
+    # lisa ran on seed 0 only: its gain 0.1 against the undefended seed-0 gain 0.4, not the two-seed mean 0.3
+    assert rows["none"][5:7] == ["0.30 ± 0.10", "1.00"] and rows["lisa"][5:7] == ["0.10", "0.25"]
 
 
 @pytest.mark.parametrize("defence", dt.ONLINE)
