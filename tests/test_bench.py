@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -133,9 +134,6 @@ def test_a_killed_bench_runs_only_what_is_missing(tmp_path):
 
 def marking_runner(spec, out, threads):
     """A worker's cell: marks its start; seed 0's cell fails at once, the others mark their end two seconds later."""
-    import time
-    from pathlib import Path
-
     Path(out, f"{spec.seed}.start").touch()
     if spec.seed == 0:
         raise RuntimeError("cell failed")
