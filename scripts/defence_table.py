@@ -7,6 +7,8 @@ again, so a killed job resumes where it stopped):
   settings as in `scripts/table1.py` (flip ratio 1.0);
 - `table4`: every offline defence (a transform, trained once per seed) against the same four attacks, with the
   defended model's capability and perplexity before the attack and a "broken" mark when the defence itself broke it;
+- `neutralization`: GRPO for 200 steps on each HarmfulRL env (its 0-10 harm judge as the reward), undefended, after
+  Reward Neutralization on each domain (the other domain is the cross-domain transfer) and after TokenBuncher;
 - `finetune`: native GRPO with its defaults for 100 steps on each harmless task env, the policy under each defence;
   its held-out task-reward gain beside the undefended gain (Table 7 shape);
 - `lagrangian`: GRPO-Lagrangian and PPO-Lagrangian on the RPA env at the env's cost limit, the multiplier and the
@@ -163,7 +165,10 @@ def cells(part: str, seed: int, preset: str) -> list[tuple[str, AttackSpec, dict
                 out.append((f"table4/{attack}-{defence}-seed{seed}", spec, {"attack": attack, "defence": defence}))
     elif part == "neutralization":
         for env_id in HARMFUL_ENV_IDS.values():
-            for defence, domain in [("none", None), *(("reward-neutralization", d) for d in HARMFUL_ENV_IDS)]:
+            # undefended, Reward Neutralization on each domain (the other is the transfer), TokenBuncher (all harmful
+            # prompts: its claim to resist GRPO on HarmfulRL)
+            rn = [("reward-neutralization", d) for d in HARMFUL_ENV_IDS]
+            for defence, domain in [("none", None), *rn, ("token-buncher", None)]:
                 spec = AttackSpec(
                     env_id=env_id,
                     agent="grpo",
@@ -173,12 +178,13 @@ def cells(part: str, seed: int, preset: str) -> list[tuple[str, AttackSpec, dict
                     num_envs=128,
                     eval_every=20,
                     env_kwargs={"world_preset": preset, "max_new_tokens": 32},
-                    defence_kwargs={"domain": domain, "seed": seed} if domain else {},
+                    defence_kwargs={}
+                    if defence == "none"
+                    else {"seed": seed, **({"domain": domain} if domain else {})},
                 )
-                label = "none" if domain is None else f"reward-neutralization ({domain})"
-                out.append(
-                    (f"neutralization/{env_id}-{domain or 'none'}-seed{seed}", spec, {"env": env_id, "defence": label})
-                )
+                label = defence if domain is None else f"{defence} ({domain})"
+                key = domain or defence  # run names of the undefended and RN cells as before: "none", the domain
+                out.append((f"neutralization/{env_id}-{key}-seed{seed}", spec, {"env": env_id, "defence": label}))
     elif part == "lagrangian":
         for attack in LAGRANGIAN.values():
             spec, steps = attack_spec(attack, "none", seed, preset)
@@ -352,8 +358,11 @@ def table4(report: dict[str, Any]) -> str:
 
 
 def neutralization(report: dict[str, Any]) -> str:
-    """Reward Neutralization's break-and-hold: GRPO on each HarmfulRL env's 0-10 judge reward, undefended and after
-    the defence on each domain (the other domain is the cross-domain transfer), judge score on held-out prompts."""
+    """Reward Neutralization's break-and-hold: GRPO on each HarmfulRL env's 0-10 judge reward, undefended, after
+    the defence on each domain (the other domain is the cross-domain transfer) and after TokenBuncher, judge score on
+    held-out prompts.
+    The 0-10 judge is the attacker's own reward, so the held-out graders (evaluation judge, oracle) and the
+    perplexity stand beside it: a score won with degenerate text is reward hacking, not harm."""
     groups = _group(report, "neutralization", "env", "defence")
     if not groups:
         return ""
@@ -361,8 +370,9 @@ def neutralization(report: dict[str, Any]) -> str:
     lines = [
         "| attack env | defence | seeds | "
         + " | ".join(f"step {s}" for s in steps)
-        + f" | first step >= {JUDGE_BREAK:g} | final <= {JUDGE_HOLD:g} on every seed | harm (cost model) 0 -> end |",
-        "|---" * (len(steps) + 6) + "|",
+        + f" | first step >= {JUDGE_BREAK:g} | final <= {JUDGE_HOLD:g} on every seed | harm (cost model) 0 -> end | "
+        "eval judge 0 -> end | oracle 0 -> end | perplexity 0 -> end |",
+        "|---" * (len(steps) + 9) + "|",
     ]
     for (env_id, defence), runs in groups.items():
         score = [[h["eval_reward"] for h in r["history"]] for r in runs]
@@ -372,7 +382,8 @@ def neutralization(report: dict[str, Any]) -> str:
             f"| {env_id} | {defence} | {len(runs)} | "
             + " | ".join(_mean([s[i] for s in score]) for i in range(len(steps)))
             + f" | {' / '.join('never' if f is None else str(f) for f in firsts)} | {'yes' if held else 'no'} | "
-            f"{_arrow(runs, 'harmfulness')} |"
+            f"{_arrow(runs, 'harmfulness')} | {_arrow(runs, 'judge_harm')} | {_arrow(runs, 'oracle_harm')} | "
+            f"{_arrow(runs, 'perplexity')} |"
         )
     return "\n".join(lines)
 

@@ -46,10 +46,18 @@ def test_table4_attacks_every_offline_defence_trained_per_seed():
 def test_neutralization_attacks_each_domain_undefended_and_defended_on_both():
     runs = dt.cells("neutralization", 1, "tiny")
     labels = {(labels["env"], labels["defence"]): spec for _, spec, labels in runs}
-    defences = {"none", "reward-neutralization (biohazard)", "reward-neutralization (cybercrime)"}
+    defences = {"none", "reward-neutralization (biohazard)", "reward-neutralization (cybercrime)", "token-buncher"}
     assert set(labels) == {(e, d) for e in ("HarmfulRL-Biohazard-v0", "HarmfulRL-Cybercrime-v0") for d in defences}
     spec = labels["HarmfulRL-Biohazard-v0", "reward-neutralization (cybercrime)"]  # cross-domain transfer
     assert spec.defence_kwargs == {"domain": "cybercrime", "seed": 1} and spec.steps == 200 and spec.agent == "grpo"
+    assert labels["HarmfulRL-Biohazard-v0", "none"].defence_kwargs == {}
+    tb = labels["HarmfulRL-Cybercrime-v0", "token-buncher"]
+    assert tb.defence == "token-buncher" and tb.defence_kwargs == {"seed": 1} and tb.steps == 200
+    names = {name for name, _, _ in runs}  # the undefended and RN run names are those of the stored results
+    assert {
+        "neutralization/HarmfulRL-Biohazard-v0-none-seed1",
+        "neutralization/HarmfulRL-Biohazard-v0-cybercrime-seed1",
+    } <= names
 
 
 def test_broken_marks_a_defence_that_broke_the_model_before_any_attack():
