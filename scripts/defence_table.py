@@ -165,10 +165,12 @@ def cells(part: str, seed: int, preset: str) -> list[tuple[str, AttackSpec, dict
                 out.append((f"table4/{attack}-{defence}-seed{seed}", spec, {"attack": attack, "defence": defence}))
     elif part == "neutralization":
         for env_id in HARMFUL_ENV_IDS.values():
-            # undefended, Reward Neutralization on each domain (the other is the transfer), TokenBuncher (all harmful
-            # prompts: its claim to resist GRPO on HarmfulRL)
-            rn = [("reward-neutralization", d) for d in HARMFUL_ENV_IDS]
-            for defence, domain in [("none", None), *rn, ("token-buncher", None)]:
+            # (run name key, defence, its kwargs): undefended, Reward Neutralization on each domain (the other domain
+            # is the transfer), TokenBuncher (all harmful prompts: its claim to resist GRPO on HarmfulRL)
+            cases = [("none", "none", {})]
+            cases += [(d, "reward-neutralization", {"domain": d, "seed": seed}) for d in HARMFUL_ENV_IDS]
+            cases.append(("token-buncher", "token-buncher", {"seed": seed}))
+            for key, defence, kwargs in cases:
                 spec = AttackSpec(
                     env_id=env_id,
                     agent="grpo",
@@ -178,12 +180,9 @@ def cells(part: str, seed: int, preset: str) -> list[tuple[str, AttackSpec, dict
                     num_envs=128,
                     eval_every=20,
                     env_kwargs={"world_preset": preset, "max_new_tokens": 32},
-                    defence_kwargs={}
-                    if defence == "none"
-                    else {"seed": seed, **({"domain": domain} if domain else {})},
+                    defence_kwargs=kwargs,
                 )
-                label = defence if domain is None else f"{defence} ({domain})"
-                key = domain or defence  # run names of the undefended and RN cells as before: "none", the domain
+                label = f"{defence} ({kwargs['domain']})" if "domain" in kwargs else defence
                 out.append((f"neutralization/{env_id}-{key}-seed{seed}", spec, {"env": env_id, "defence": label}))
     elif part == "lagrangian":
         for attack in LAGRANGIAN.values():
@@ -471,7 +470,7 @@ def main() -> None:
         for title, render in (
             ("Table 3 shape", table3),
             ("Table 4 shape (offline defences)", table4),
-            ("Reward Neutralization: break and hold", neutralization),
+            ("Reward Neutralization and TokenBuncher on HarmfulRL: break and hold", neutralization),
             ("Finetunability (Table 7 shape)", finetune),
             ("Lagrangian dynamics", lagrangian),
             ("Sweeps (Tables 9-11 shape)", sweeps),

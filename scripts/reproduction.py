@@ -173,7 +173,7 @@ def render(bench: dict[str, Any] | None, defences: dict[str, Any] | None, worst:
         for title, part in (
             ("Table 3 in full (its `none` rows are Table 1: every attack undefended)", dt.table3),
             ("Table 4 in full", dt.table4),
-            ("Reward Neutralization: break and hold", dt.neutralization),
+            ("Reward Neutralization and TokenBuncher on HarmfulRL: break and hold", dt.neutralization),
             ("Finetunability (Table 7 shape)", dt.finetune),
             ("Lagrangian dynamics", dt.lagrangian),
             ("Sweeps (Tables 9-11 shape)", dt.sweeps),
