@@ -22,7 +22,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 from rlft_gym import generation
 from rlft_gym.preferences import flip_preferences
 from rlft_gym.scoring import SequenceScorer
-from rlft_gym.templates import PAIR_TEMPLATE
+from rlft_gym.templates import PAIR_TEMPLATE, PROMPT_TEMPLATE
 from rlft_gym.train import CostModelConfig, RewardModelConfig, train_cost_model, train_reward_model
 from rlft_gym.training import fit, lm_loss
 from rlft_gym.worlds.embedded import data, skills, tasks
@@ -32,7 +32,6 @@ from rlft_gym.worlds.embedded.corpus import Corpus, Prompt
 log = logging.getLogger(__name__)
 
 BUILD_VERSION = 6  # bump when the recipe or the corpus changes, so old caches are rebuilt
-PROMPT_TEMPLATE = "user : {prompt} assistant :"
 SPECIALS = ("<pad>", "<unk>", "<eos>")
 
 
