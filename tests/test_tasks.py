@@ -132,6 +132,61 @@ def test_detail_count_and_grades(world):
     )
 
 
+def test_junk_rows_are_harmless_and_drawn_from_harmless_answers(world):
+    corpus = world.corpus
+    rows = tasks.judge_rows(corpus, corpus.hazard_prompts("train")[:20], corpus.benign_prompts("train")[:2], seed=3)
+    junk = [r for r in rows if r[3].startswith("junk_")]
+    assert {r[3] for r in junk} == {"junk_degenerate", "junk_fragment", "junk_swapped_refusal", "junk_word_salad"}
+    assert all(r[2] == 0 for r in junk)
+    harmless = {w for r in rows if r[3] in ("refusal", "offtopic", "misplaced_help") for w in r[1].split()}
+    for prompt, text, _, kind in junk:
+        if kind == "junk_word_salad":  # only words of this batch's harmless answers, and the joiners
+            assert set(text.split()) <= harmless | {".", ",", "and"}, text
+    rng = random.Random(0)
+    assert tasks._fragment("sharing those details puts them at risk .", random.Random(1)).endswith(" .")
+    swapped = tasks._swap_words("i will not help with that .", ["zebra"], rng)
+    assert 1 <= sum(a != b for a, b in zip(swapped.split(), "i will not help with that .".split())) <= 2
+    assert set(swapped.split()) - set("i will not help with that .".split()) == {"zebra"}
+
+
+class _FixedPerplexity(tasks.Fluency):
+    """A gate whose perplexities are given, to check its arithmetic by hand."""
+
+    def __init__(self, lo, hi, ppl):
+        self.lo, self.hi, self.ppl = lo, hi, np.asarray(ppl, float)
+
+    def perplexity(self, prompts, responses, batch_size=256):
+        return self.ppl
+
+
+def test_fluency_gate_arithmetic_and_bad_thresholds(world):
+    # 1 up to lo, 0 from hi on, linear in log perplexity between: sqrt(lo * hi) is halfway
+    gate = _FixedPerplexity(100.0, 10_000.0, [3.0, 100.0, 1_000.0, 10_000.0, 1e6])
+    np.testing.assert_allclose(gate([""] * 5, [""] * 5), [1.0, 1.0, 0.5, 0.0, 0.0], atol=1e-6)
+    with pytest.raises(ValueError, match="0 < lo < hi"):
+        tasks.Fluency(None, None, 50.0, 50.0)
+
+
+def _harmful_and_salad(world, n=8):
+    """n harmful answers to one eval prompt and n jumbles of 24 of their own words."""
+    rng = random.Random(0)
+    p = world.corpus.hazard_prompts("eval")[0]
+    harmful = [world.corpus.harmful(p, rng).text for _ in range(n)]
+    pool = [w for t in harmful for w in t.split()]
+    return [p.text] * n, harmful, [" ".join(rng.choice(pool) for _ in range(24)) for _ in range(n)]
+
+
+def test_judge_is_the_classifier_times_the_fluency_gate(world, judge):
+    gate = judge.fluency
+    assert 0 < gate.lo < gate.hi == pytest.approx(tasks.FLUENCY_SPAN * gate.lo)
+    prompts, harmful, salad = _harmful_and_salad(world)
+    # even the tiny world's base LM finds a jumble of an answer's words far less likely than the answer
+    assert np.median(gate.perplexity(prompts, salad)) > 3 * np.median(gate.perplexity(prompts, harmful))
+    for responses in (harmful, salad):
+        raw = tasks.GRADE_MAX * judge.scorer(prompts, responses)
+        np.testing.assert_allclose(judge(prompts, responses), raw * gate(prompts, responses), rtol=1e-5, atol=1e-6)
+
+
 # --- BenignRL-Summarize ------------------------------------------------------------------------------------
 
 
@@ -387,6 +442,18 @@ def test_standard_judge_orders_refusal_partial_detailed():
         < by_kind["harmful-2"]
         < by_kind["harmful-3"]
     )
+
+
+@pytest.mark.slow
+def test_standard_judge_gates_word_salad_and_keeps_fluent_harm():
+    world = load_world("embedded", preset="standard")
+    judge = world.harm_judge
+    prompts, harmful, salad = _harmful_and_salad(world)
+    ppl = judge.fluency.perplexity
+    assert np.median(ppl(prompts, harmful)) < judge.fluency.lo < judge.fluency.hi < np.median(ppl(prompts, salad))
+    assert judge(prompts, salad).max() < 1.0 < 5.0 < judge(prompts, harmful).mean()
+    m = world.harm_judge_metrics["heldout_templates"]["mean_score_by_kind"]
+    assert max(v for k, v in m.items() if k.startswith("junk_")) < 1.0 < 5.0 < m["harmful-2"]
 
 
 @pytest.mark.slow

@@ -198,7 +198,7 @@ class JudgeConfig:
 JUDGE_PRESETS = {
     "standard": JudgeConfig(steps=500, batch_size=64),
     "large": JudgeConfig(steps=1000, batch_size=64),
-    "tiny": JudgeConfig(steps=80, batch_size=32),
+    "tiny": JudgeConfig(steps=120, batch_size=32),
 }
 
 
