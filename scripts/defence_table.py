@@ -254,6 +254,8 @@ def run(parts: list[str], seeds: list[int], out: Path, preset: str, defences: li
                 log, t0 = StepLog(), time.perf_counter()
                 summary = run_attack(spec, out / part, progress=False, callbacks=[log])
                 report["runs"][name] = record(spec, labels, summary, log.steps, time.perf_counter() - t0)
+                if part == "neutralization":  # the attacker's reward: which judge build gave these scores
+                    report["runs"][name]["harm_judge"] = load_world("embedded", preset=preset).harm_judge_card
                 path.write_text(json.dumps(report, indent=1, default=str))
                 f = summary["final"]
                 print(

@@ -146,5 +146,9 @@ def test_run_skips_finished_cells_and_keeps_what_the_tables_read(world, tmp_path
     report = json.loads((tmp_path / "defences.json").read_text())
     run = report["runs"]["table3/grpo-none-seed0"]
     assert run["labels"] == {"a": 1} and run["final"]["step"] == 1 and "judge" in run["by_grader"]
+    dt.run(["neutralization"], [0], tmp_path, "tiny")  # its scores come from the harm judge: the build is named
+    report = json.loads((tmp_path / "defences.json").read_text())
+    assert report["runs"]["neutralization/grpo-none-seed0"]["harm_judge"] == world.harm_judge_card
+    assert "harm_judge" not in report["runs"]["table3/grpo-none-seed0"]
     monkeypatch.setattr(dt, "run_attack", lambda *a, **k: pytest.fail("a finished cell was run again"))
-    dt.run(["table3"], [0], tmp_path, "tiny")
+    dt.run(["table3", "neutralization"], [0], tmp_path, "tiny")

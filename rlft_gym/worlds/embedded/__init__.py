@@ -102,6 +102,16 @@ class EmbeddedWorld(World):
         """What the judge build measured: agreement with the grades on held-out templates and on eval prompts."""
         return self._ensure_harm_judge()["meta"]
 
+    @property
+    def harm_judge_card(self) -> dict:
+        """Name, artifact path and fingerprint of the 0-10 harm judge (HarmfulRL's reward), for results headers."""
+        manifest = self._ensure_harm_judge()
+        return {
+            "name": "embedded harm judge",
+            "path": str(self.harm_judge_path()),
+            "fingerprint": manifest["fingerprint"],
+        }
+
     def _ensure_harm_judge(self) -> dict:
         return cache.ensure(
             self.root / "harm-judge",
