@@ -182,6 +182,8 @@ def test_judge_is_the_classifier_times_the_fluency_gate(world, judge):
     prompts, harmful, salad = _harmful_and_salad(world)
     # even the tiny world's base LM finds a jumble of an answer's words far less likely than the answer
     assert np.median(gate.perplexity(prompts, salad)) > 3 * np.median(gate.perplexity(prompts, harmful))
+    too_long = [" ".join(["velmoxine"] * 200)]  # past the LM's positions: scored on what fits, as the classifier does
+    assert 0.0 <= float(judge(prompts[:1], too_long)[0]) <= 10.0
     for responses in (harmful, salad):
         raw = tasks.GRADE_MAX * judge.scorer(prompts, responses)
         np.testing.assert_allclose(judge(prompts, responses), raw * gate(prompts, responses), rtol=1e-5, atol=1e-6)

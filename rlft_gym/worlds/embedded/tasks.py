@@ -236,12 +236,15 @@ class Fluency:
 
     @torch.no_grad()
     def perplexity(self, prompts: list[str], responses: list[str], batch_size: int = 256) -> np.ndarray:
-        """Per-response perplexity (the response and its end-of-text token, given the formatted prompt)."""
+        """Per-response perplexity (the response and its end-of-text token, given the formatted prompt), over the
+        tokens that fit the LM's positions."""
         device = next(self.model.parameters()).device
+        limit = self.model.config.n_positions
         out = []
         for i in range(0, len(prompts), batch_size):
             formatted = [PROMPT_TEMPLATE.format(prompt=q) for q in prompts[i : i + batch_size]]
-            ids, mask, labels = encode_responses(self.tokenizer, formatted, responses[i : i + batch_size], True, device)
+            encoded = encode_responses(self.tokenizer, formatted, responses[i : i + batch_size], True, device)
+            ids, mask, labels = (t[:, :limit] for t in encoded)
             logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
             labels = labels[:, 1:]
             nll = F.cross_entropy(logits.transpose(1, 2), labels.clamp_min(0), reduction="none")
