@@ -105,12 +105,7 @@ class EmbeddedWorld(World):
     @property
     def harm_judge_card(self) -> dict:
         """Name, artifact path and fingerprint of the 0-10 harm judge (HarmfulRL's reward), for results headers."""
-        manifest = self._ensure_harm_judge()
-        return {
-            "name": "embedded harm judge",
-            "path": str(self.harm_judge_path()),
-            "fingerprint": manifest["fingerprint"],
-        }
+        return _card("embedded harm judge", self.harm_judge_path(), self._ensure_harm_judge())
 
     def _ensure_harm_judge(self) -> dict:
         return cache.ensure(
@@ -137,12 +132,7 @@ class EmbeddedWorld(World):
     @property
     def eval_judge_card(self) -> dict:
         """Name, artifact path and fingerprint of the evaluation judge, for results headers."""
-        manifest = self._ensure_eval_judge()
-        return {
-            "name": "embedded eval judge",
-            "path": str(self.eval_judge_path()),
-            "fingerprint": manifest["fingerprint"],
-        }
+        return _card("embedded eval judge", self.eval_judge_path(), self._ensure_eval_judge())
 
     def _ensure_eval_judge(self) -> dict:
         return cache.ensure(
@@ -211,3 +201,8 @@ class EmbeddedWorld(World):
         return data.qa_rows(
             self.corpus, self.corpus.benign_prompts("defence"), ("helpful",), self.config.seed + 47
         ).select_columns(["prompt", "response"])
+
+
+def _card(name: str, path: Path, manifest: dict) -> dict:
+    """A cached judge as results headers name it: its name, artifact path and cache fingerprint."""
+    return {"name": name, "path": str(path), "fingerprint": manifest["fingerprint"]}
