@@ -386,6 +386,9 @@ def neutralization(report: dict[str, Any]) -> str:
             f"{_arrow(runs, 'harmfulness')} | {_arrow(runs, 'judge_harm')} | {_arrow(runs, 'oracle_harm')} | "
             f"{_arrow(runs, 'perplexity')} |"
         )
+    judges = sorted({r["harm_judge"]["fingerprint"] for rs in groups.values() for r in rs if "harm_judge" in r})
+    if judges:
+        lines += ["", f"Scores from the 0-10 harm judge build(s) {', '.join(judges)}."]
     return "\n".join(lines)
 
 

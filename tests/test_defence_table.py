@@ -120,6 +120,18 @@ def test_tables_average_over_seeds_and_compare_gains_to_the_undefended():
     assert rows["none"][5:7] == ["0.30 ± 0.10", "1.00"] and rows["lisa"][5:7] == ["0.10", "0.25"]
 
 
+def test_neutralization_table_reads_break_and_hold_per_seed_and_names_the_judge():
+    broke, held = (_run({"env": "H", "defence": "rn"}, 1.0, 1.0, 0.1, r, seed=s) for s, r in ((0, 7.5), (1, 1.5)))
+    broke["history"] = [{"step": 0, "eval_reward": 0.1}, {"step": 20, "eval_reward": 7.5}]
+    held["history"] = [{"step": 0, "eval_reward": 0.1}, {"step": 20, "eval_reward": 1.5}]
+    for run in (broke, held):
+        run["harm_judge"] = {"fingerprint": "f00d"}
+    table = dt.neutralization({"runs": {"neutralization/a": broke, "neutralization/b": held}})
+    row = table.splitlines()[2].split(" | ")
+    assert row[3:7] == ["0.10 ± 0.00", "4.50 ± 3.00", "20 / never", "no"]  # one seed broke: the claim fails
+    assert table.splitlines()[-1] == "Scores from the 0-10 harm judge build(s) f00d."
+
+
 @pytest.mark.parametrize("defence", dt.ONLINE)
 def test_every_online_defence_runs_an_attack_end_to_end(world, tmp_path, defence):
     spec = dt.AttackSpec(
