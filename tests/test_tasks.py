@@ -155,7 +155,7 @@ class _FixedPerplexity(tasks.Fluency):
     def __init__(self, lo, hi, ppl):
         self.lo, self.hi, self.ppl = lo, hi, np.asarray(ppl, float)
 
-    def perplexity(self, prompts, responses, batch_size=256):
+    def perplexity(self, prompts, responses):
         return self.ppl
 
 
