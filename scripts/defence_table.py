@@ -244,7 +244,8 @@ def run(parts: list[str], seeds: list[int], out: Path, preset: str, defences: li
     each."""
     path = out / "defences.json"
     report = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
-    report["world_fingerprint"] = load_world("embedded", preset=preset).fingerprint
+    world = load_world("embedded", preset=preset)
+    report["world_fingerprint"] = world.fingerprint
     for part in parts:
         for seed in seeds:
             for name, spec, labels in cells(part, seed, preset):
@@ -255,7 +256,7 @@ def run(parts: list[str], seeds: list[int], out: Path, preset: str, defences: li
                 summary = run_attack(spec, out / part, progress=False, callbacks=[log])
                 report["runs"][name] = record(spec, labels, summary, log.steps, time.perf_counter() - t0)
                 if part == "neutralization":  # the attacker's reward: which judge build gave these scores
-                    report["runs"][name]["harm_judge"] = load_world("embedded", preset=preset).harm_judge_card
+                    report["runs"][name]["harm_judge"] = world.harm_judge_card
                 path.write_text(json.dumps(report, indent=1, default=str))
                 f = summary["final"]
                 print(
